@@ -1,0 +1,125 @@
+"""Oracle proof of the projection: how many SCF cycles a *perfect* predicted density needs.
+
+For each molecule and functional: converge tightly (the reference density), then count PySCF's
+default SCF cycles from minao, from 'atom', and from 'mlsr' with the oracle predictor (the exact
+delta_rho on the box) for several grid spacings and, for hybrids, each exact-exchange treatment.
+'k_refresh' costs one extra exchange build, counted in its "total" column.
+
+    python benchmarks/oracle.py --out benchmarks/results/oracle          # all, resumable
+    python benchmarks/oracle.py --molecules benchmarks/molecules/oracle --xc pbe --spacings 0.2
+
+Writes ``results.json`` (one record per molecule, functional, guess) and ``oracle.md``.
+"""
+
+import argparse
+import json
+import pathlib
+import time
+
+from pyscf import dft, gto, scf
+
+import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
+from pyscf_mlguess import ZeroPredictor, config
+from pyscf_mlguess.oracle import OraclePredictor
+from pyscf_mlguess.project import EXCHANGE_TREATMENTS
+
+HERE = pathlib.Path(__file__).parent
+
+
+def make_scf(mol, xc):
+    return scf.RHF(mol) if xc == 'hf' else dft.RKS(mol, xc=xc)
+
+
+def run(mol, xc, init_guess, **attrs):
+    mf = make_scf(mol, xc)
+    mf.init_guess = init_guess
+    for key, value in attrs.items():
+        setattr(mf, key, value)
+    t0 = time.perf_counter()
+    mf.kernel()
+    return mf, time.perf_counter() - t0
+
+
+def oracle_rows(path, xc, basis, spacings, margin):
+    mol = gto.M(atom=str(path), basis=basis, verbose=0)
+    ref = make_scf(mol, xc)
+    ref.conv_tol = 1e-11
+    ref.kernel()
+    dm_ref = ref.make_rdm1()
+    rows = []
+
+    def record(guess, mf, seconds, spacing=None, exchange=None, extra=0):
+        rows.append(dict(molecule=path.stem, xc=xc, basis=basis, nao=mol.nao, guess=guess,
+                         spacing=spacing, margin=margin if spacing else None, exchange=exchange,
+                         cycles=mf.cycles, extra_builds=extra, total=mf.cycles + extra,
+                         converged=bool(mf.converged), e_tot=mf.e_tot, seconds=seconds))
+
+    mf_minao, t = run(mol, xc, 'minao')
+    record('minao', mf_minao, t)
+    record('atom', *run(mol, xc, 'atom'))
+    hybrid = xc == 'hf' or bool(make_scf(mol, xc)._numint.rsh_and_hybrid_coeff(xc)[2])
+    treatments = EXCHANGE_TREATMENTS if hybrid else (None,)
+    for exchange in treatments:
+        extra = 1 if exchange == 'k_refresh' else 0
+        mf, t = run(mol, xc, 'mlsr', mlsr_predictor=ZeroPredictor(), mlsr_grid_margin=margin,
+                    mlsr_exchange=exchange or config.EXCHANGE)
+        record('sad-projected', mf, t, min(spacings), exchange, extra)
+        for spacing in spacings:
+            mf, t = run(mol, xc, 'mlsr', mlsr_exchange=exchange or config.EXCHANGE,
+                        mlsr_predictor=OraclePredictor(dm_ref, spacing, margin))
+            record('oracle', mf, t, spacing, exchange, extra)
+    for row in rows:
+        row['delta_e'] = row['e_tot'] - mf_minao.e_tot
+    return rows
+
+
+def markdown(rows):
+    lines = ['| molecule | xc | nao | minao | atom | guess | exchange | spacing (Bohr) | cycles '
+             '(+extra) | max abs(dE) vs minao |', '|' + '---|' * 10]
+    groups = {}
+    for r in rows:
+        groups.setdefault((r['molecule'], r['xc']), []).append(r)
+    for (mol, xc), rs in groups.items():
+        base = {r['guess']: r for r in rs if r['guess'] in ('minao', 'atom')}
+        for r in rs:
+            if r['guess'] in ('minao', 'atom'):
+                continue
+            cyc = f"{r['cycles']}" + (f" (+{r['extra_builds']})" if r['extra_builds'] else '')
+            if not r['converged']:
+                cyc += ' not converged'
+            lines.append(f"| {mol} | {xc} | {r['nao']} | {base['minao']['cycles']} | "
+                         f"{base['atom']['cycles']} | {r['guess']} | {r['exchange'] or '-'} | "
+                         f"{r['spacing']} | {cyc} | {abs(r['delta_e']):.1e} |")
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--molecules', default=str(HERE / 'molecules' / 'oracle'))
+    parser.add_argument('--xc', default='pbe,b3lyp')
+    parser.add_argument('--basis', default='def2-svp')
+    parser.add_argument('--spacings', default='0.1,0.15,0.2,0.3')
+    parser.add_argument('--margin', type=float, default=config.GRID_MARGIN)
+    parser.add_argument('--out', default=str(HERE / 'results' / 'oracle'))
+    args = parser.parse_args()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / 'results.json'
+    rows = json.loads(store.read_text()) if store.exists() else []
+    done = {(r['molecule'], r['xc']) for r in rows}
+    spacings = [float(s) for s in args.spacings.split(',')]
+    for xc in args.xc.split(','):
+        for path in sorted(pathlib.Path(args.molecules).glob('*.xyz')):
+            if (path.stem, xc) in done:
+                continue
+            t0 = time.perf_counter()
+            rows += oracle_rows(path, xc, args.basis, spacings, args.margin)
+            store.write_text(json.dumps(rows, indent=1))
+            (out / 'oracle.md').write_text(markdown(rows))
+            print(f'{path.stem} {xc}: {time.perf_counter() - t0:.0f} s', flush=True)
+    print(markdown(rows))
+
+
+if __name__ == '__main__':
+    main()

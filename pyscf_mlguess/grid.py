@@ -1,0 +1,195 @@
+"""Stage 1 of the guess: the SAD density of a molecule on a uniform box.
+
+The box is axis-aligned, encloses every nucleus with ``margin`` Bohr to spare, and has a
+``spacing`` in Bohr that is recorded with it (:class:`UniformGrid`).  Values live at the points
+``origin + spacing * (i, j, k)``.
+
+The SAD density is PySCF's own atomic guess (:func:`pyscf.scf.hf.init_guess_by_atom`): a sum of
+spherically averaged atomic HF densities.  Because each atomic density is spherical, it is
+tabulated once per element on a fine radial grid and summed onto the box atom by atom, each atom
+touching only the sub-box inside its cutoff radius.  Memory stays bounded by one atom's sub-box and
+a QM9-size molecule takes a fraction of a second.
+"""
+
+import dataclasses
+
+import numpy
+from pyscf import lib
+from pyscf.dft import numint
+from pyscf.lib import logger
+from pyscf.scf import hf
+
+from pyscf_mlguess import config
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformGrid:
+    """An axis-aligned uniform grid: point ``(i, j, k)`` sits at ``origin + spacing*(i, j, k)``.
+
+    ``margin`` records the distance (Bohr) kept between the outermost nucleus and the box face.
+    """
+    origin: tuple
+    spacing: float
+    shape: tuple
+    margin: float = 0.0
+
+    @property
+    def size(self):
+        return int(numpy.prod(self.shape))
+
+    @property
+    def voxel_volume(self):
+        return self.spacing ** 3
+
+    def axes(self):
+        """The three 1D coordinate arrays (Bohr)."""
+        return [o + self.spacing * numpy.arange(n) for o, n in zip(self.origin, self.shape)]
+
+    def coords(self, start=0, stop=None):
+        """Cartesian coordinates (Bohr) of the points ``start:stop`` in C order, shape (n, 3)."""
+        stop = self.size if stop is None else stop
+        idx = numpy.unravel_index(numpy.arange(start, stop), self.shape)
+        return numpy.asarray(self.origin) + self.spacing * numpy.stack(idx, axis=1)
+
+    def fractional_index(self, coords):
+        """Continuous (i, j, k) index of Cartesian points, shape (3, n), for interpolation."""
+        return ((numpy.asarray(coords) - numpy.asarray(self.origin)) / self.spacing).T
+
+    def refine(self, factor):
+        """The grid ``factor`` times finer that covers the same voxels.
+
+        Each voxel of this grid, centred on its point, is split into ``factor**3`` sub-voxels
+        (the layout a 3D pixel shuffle produces).
+        """
+        factor = int(factor)
+        spacing = self.spacing / factor
+        shift = 0.5 * (self.spacing - spacing)
+        return UniformGrid(tuple(o - shift for o in self.origin), spacing,
+                           tuple(n * factor for n in self.shape), self.margin)
+
+
+def make_grid(mol, spacing=None, margin=None, multiple=None, max_memory=None):
+    """The uniform box around ``mol``'s atoms (ghost atoms included).
+
+    The box extends ``margin`` Bohr beyond the outermost nuclei, has points ``spacing`` Bohr apart
+    and a point count per edge rounded up to a multiple of ``multiple``; it is centred on the
+    molecule.  ``max_memory`` (MB, default ``mol.max_memory``) bounds the working memory the guess
+    will need on this box; a larger box raises :class:`RuntimeError` naming the limit.
+    """
+    spacing = config.GRID_SPACING if spacing is None else float(spacing)
+    margin = config.GRID_MARGIN if margin is None else float(margin)
+    multiple = config.GRID_MULTIPLE if multiple is None else int(multiple)
+    max_memory = mol.max_memory if max_memory is None else max_memory
+    if mol.natm == 0:
+        raise ValueError('A uniform grid needs at least one atom; the molecule has none.')
+    if not spacing > 0 or margin < 0:
+        raise ValueError(f'Grid spacing must be > 0 and margin >= 0 (Bohr); got spacing={spacing}, '
+                         f'margin={margin}.')
+    xyz = mol.atom_coords()
+    lo = xyz.min(axis=0) - margin
+    hi = xyz.max(axis=0) + margin
+    shape = numpy.ceil((hi - lo) / spacing).astype(int) + 1
+    shape = -(-shape // multiple) * multiple
+    centre = 0.5 * (lo + hi)
+    origin = centre - 0.5 * spacing * (shape - 1)
+    grid = UniformGrid(tuple(origin.tolist()), spacing, tuple(shape.tolist()), margin)
+    need_mb = grid.size * config.GRID_BYTES_PER_POINT / 1e6
+    if need_mb > max_memory:
+        raise RuntimeError(
+            f'The uniform box {grid.shape[0]}x{grid.shape[1]}x{grid.shape[2]} '
+            f'(spacing {spacing} Bohr, margin {margin} Bohr) needs about {need_mb:.0f} MB, above '
+            f'max_memory = {max_memory} MB. Raise mol.max_memory / mf.max_memory or use a coarser '
+            f'spacing.')
+    return grid
+
+
+def sad_density_matrix(mol):
+    """PySCF's SAD density matrix (spin-summed) and the electrons each atom carries in it.
+
+    Raises :class:`ValueError` when an atom that has electrons gets none in the SAD (for
+    example an element whose basis is missing), because the guess would miss those electrons.
+    """
+    dm = hf.init_guess_by_atom(mol)
+    s = mol.intor_symmetric('int1e_ovlp')
+    charges = mol.atom_charges()
+    nelec_atom = numpy.array([numpy.einsum('ij,ji->', dm[p0:p1], s[:, p0:p1])
+                              for _, _, p0, p1 in mol.aoslice_by_atom()])
+    for ia in range(mol.natm):
+        if charges[ia] > 0 and abs(nelec_atom[ia] - charges[ia]) > 1e-3:
+            raise ValueError(
+                f'The SAD guess cannot describe atom {ia} ({mol.atom_symbol(ia)}): it carries '
+                f'{nelec_atom[ia]:.3f} electrons instead of {charges[ia]} (no basis functions or no '
+                f'atomic HF solution for this element).')
+    return dm, nelec_atom
+
+
+def _radial_table(mol, dm_sad):
+    """Radial profile of each distinct atom's spherical SAD density: {symbol: (r, rho)}."""
+    r = numpy.geomspace(config.SAD_RADIAL_RMIN, config.SAD_RADIAL_RMAX, config.SAD_RADIAL_POINTS)
+    # Sampling along a general direction: the occupation-averaged atomic density is spherical.
+    direction = numpy.array([0.48, 0.36, 0.8])
+    direction /= numpy.linalg.norm(direction)
+    table = {}
+    aoslices = mol.aoslice_by_atom()
+    for ia in range(mol.natm):
+        symb = mol.atom_symbol(ia)
+        if symb in table:
+            continue
+        b0, b1, p0, p1 = aoslices[ia]
+        if p1 == p0 or mol.atom_charge(ia) == 0:
+            table[symb] = None
+            continue
+        pts = mol.atom_coord(ia) + r[:, None] * direction
+        ao = mol.eval_gto('GTOval', pts, shls_slice=(b0, b1))
+        rho = numpy.einsum('gi,ij,gj->g', ao, dm_sad[p0:p1, p0:p1], ao)
+        table[symb] = (r, numpy.maximum(rho, 0))
+    return table
+
+
+def sad_density_on_grid(mol, grid, dm_sad=None):
+    """Spin-summed SAD density (e/Bohr^3) on ``grid``, shape ``grid.shape``."""
+    if dm_sad is None:
+        dm_sad = sad_density_matrix(mol)[0]
+    table = _radial_table(mol, dm_sad)
+    rho = numpy.zeros(grid.shape)
+    axes = grid.axes()
+    for ia in range(mol.natm):
+        prof = table[mol.atom_symbol(ia)]
+        if prof is None:
+            continue
+        r, rad = prof
+        above = numpy.nonzero(rad > config.SAD_DENSITY_CUTOFF)[0]
+        rcut = r[above[-1]] if above.size else 0.0
+        centre = mol.atom_coord(ia)
+        sub = []
+        for x, c in zip(axes, centre):
+            lo, hi = numpy.searchsorted(x, [c - rcut, c + rcut])
+            sub.append(slice(lo, hi))
+        dx, dy, dz = (x[s] - c for x, s, c in zip(axes, sub, centre))
+        dist = numpy.sqrt(dx[:, None, None]**2 + dy[None, :, None]**2 + dz[None, None, :]**2)
+        rho[tuple(sub)] += numpy.interp(dist, r, rad, right=0.0)
+    return rho
+
+
+def density_on_grid(mol, dm, grid, blksize=8000):
+    """Spin-summed density of an AO density matrix ``dm`` on ``grid``, shape ``grid.shape``.
+
+    Evaluated by AOs in blocks of points (the way :mod:`pyscf.tools.cubegen` does), with PySCF's
+    AO screening; ``dm`` may be a spin pair (alpha, beta).
+    """
+    dm = numpy.asarray(dm)
+    if dm.ndim == 3:
+        dm = dm[0] + dm[1]
+    rho = numpy.empty(grid.size)
+    blksize = max(numint.BLKSIZE, blksize // numint.BLKSIZE * numint.BLKSIZE)
+    for p0, p1 in lib.prange(0, grid.size, blksize):
+        coords = grid.coords(p0, p1)
+        mask = numint.make_mask(mol, coords)
+        ao = numint.eval_ao(mol, coords, non0tab=mask)
+        rho[p0:p1] = numint.eval_rho(mol, ao, dm, non0tab=mask)
+    return rho.reshape(grid.shape)
+
+
+def log_grid(obj, grid):
+    logger.info(obj, 'mlsr uniform box: %d x %d x %d points, spacing %.3f Bohr, margin %.2f Bohr',
+                *grid.shape, grid.spacing, grid.margin)

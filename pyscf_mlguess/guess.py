@@ -1,0 +1,145 @@
+"""Stage 4: the PySCF hook.  ``init_guess='mlsr'``: grid -> model -> projection -> dm0.
+
+:func:`install` (run on ``import pyscf_mlguess``) wraps ``pyscf.scf.hf.SCF.get_init_guess`` so that
+the key ``'mlsr'`` (any case) reaches :func:`init_guess_by_mlsr`; every other key goes to PySCF's
+own dispatcher unchanged.  Because the wrap is on the base class, it reaches RHF, UHF, ROHF, RKS,
+UKS, ROKS, their density-fitted and second-order variants, and objects created before the import.
+
+Attributes added to every SCF object (declared in ``_keys``):
+
+``mlsr_predictor``
+    ``None`` (the pretrained model matching the functional), a path to weights, or a predictor
+    object (:mod:`pyscf_mlguess.model`).
+``mlsr_grid_spacing``, ``mlsr_grid_margin``
+    The box in Bohr when the predictor does not fix it; ``None`` means the defaults in
+    :mod:`pyscf_mlguess.config`.
+``mlsr_exchange``
+    Treatment of exact exchange in the projection (:mod:`pyscf_mlguess.project`).
+"""
+
+from pyscf import lib
+from pyscf.lib import logger
+from pyscf.scf import hf, uhf
+
+from pyscf_mlguess import config
+from pyscf_mlguess.grid import log_grid, make_grid, sad_density_matrix, sad_density_on_grid
+from pyscf_mlguess.model import load_predictor
+from pyscf_mlguess.project import project_density
+
+KEY = 'mlsr'
+
+_MLSR_ATTRIBUTES = {
+    'mlsr_predictor': None,
+    'mlsr_grid_spacing': None,
+    'mlsr_grid_margin': None,
+    'mlsr_exchange': config.EXCHANGE,
+}
+
+
+def _check_input(mf, mol):
+    """Refuse what the guess cannot do, with the reason."""
+    if hasattr(mol, 'lattice_vectors'):
+        raise NotImplementedError("init_guess='mlsr' is for molecules; periodic cells are not "
+                                  "supported.")
+    if not (mf.istype('RHF') or mf.istype('UHF')):
+        raise NotImplementedError(
+            f"init_guess='mlsr' supports RHF/UHF/ROHF/RKS/UKS/ROKS objects, not "
+            f"{mf.__class__.__name__}.")
+    nalpha, nbeta = mol.nelec
+    if mol.nelectron <= 0 or nalpha < 0 or nbeta < 0:
+        raise ValueError(f"init_guess='mlsr' needs electrons: charge {mol.charge} and spin "
+                         f"{mol.spin} leave {mol.nelectron} (alpha {nalpha}, beta {nbeta}).")
+    restricted_closed = mf.istype('RHF') and not mf.istype('ROHF')
+    if restricted_closed and nalpha != nbeta:
+        raise ValueError(
+            f'{mf.__class__.__name__} is closed-shell but the molecule has {mol.nelectron} '
+            f'electrons with spin {mol.spin} (alpha {nalpha}, beta {nbeta}); use UHF/UKS or '
+            f'ROHF/ROKS, or fix charge/spin.')
+    if mol.natm and not any(mol.atom_charges() > 0):
+        raise ValueError("init_guess='mlsr' needs at least one real atom; every atom of this "
+                         "molecule is a ghost.")
+
+
+def _resolve_predictor(mf, predictor):
+    if predictor is None:
+        predictor = mf.mlsr_predictor
+    if predictor is None or isinstance(predictor, str):
+        predictor = load_predictor(mf, predictor)
+    if not callable(predictor):
+        raise TypeError(f'mlsr_predictor must be None, a weights path or a predictor; got '
+                        f'{predictor!r}.')
+    return predictor
+
+
+def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, **kwargs):
+    """Initial guess from the machine-learned density (SAD on a grid -> CNN -> projection).
+
+    Args:
+        mf: the SCF object the guess is for (its functional, spin treatment and integrals).
+        mol: the molecule (default ``mf.mol``).
+        predictor: overrides ``mf.mlsr_predictor`` (see :mod:`pyscf_mlguess.model`).
+        s1e: the overlap matrix, if already computed.
+
+    Returns:
+        The density matrix in ``mf``'s own form: 2D for RHF/RKS, an (alpha, beta) pair for
+        UHF/UKS and ROHF/ROKS, with exactly the molecule's electrons and spin.
+    """
+    mol = mf.mol if mol is None else mol
+    if mol.natm == 0:
+        logger.warn(mf, "init_guess='mlsr' needs atoms to put a density on a grid; this "
+                    "molecule has none, so the core-Hamiltonian (1e) guess is used instead.")
+        return mf.init_guess_by_1e(mol)
+    _check_input(mf, mol)
+    t0 = t1 = (logger.process_clock(), logger.perf_counter())
+    predictor = _resolve_predictor(mf, predictor)
+    logger.info(mf, 'Initial guess from mlsr (machine-learned density), predictor %s', predictor)
+    nghost = sum(1 for ia in range(mol.natm) if mol.atom_charge(ia) == 0)
+    if nghost:
+        logger.info(mf, 'mlsr: %d ghost atom(s) carry basis functions but no SAD density', nghost)
+
+    spacing = predictor.grid_spacing or mf.mlsr_grid_spacing
+    margin = predictor.grid_margin if predictor.grid_margin is not None else mf.mlsr_grid_margin
+    grid = make_grid(mol, spacing, margin, max_memory=mf.max_memory)
+    log_grid(mf, grid)
+    dm_sad = sad_density_matrix(mol)[0]
+    rho_sad = sad_density_on_grid(mol, grid, dm_sad)
+    t1 = logger.timer(mf, 'mlsr SAD density on the box', *t1)
+    delta_rho, out_grid = predictor(mol, grid, rho_sad)
+    t1 = logger.timer(mf, 'mlsr predictor', *t1)
+    dm = project_density(mf, delta_rho, out_grid, dm_sad, exchange=mf.mlsr_exchange, mol=mol,
+                         s1e=s1e)
+    if mf.istype('UHF'):
+        # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
+        dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)
+    logger.timer(mf, 'mlsr initial guess', *t0)
+    return dm
+
+
+get_init_guess = init_guess_by_mlsr
+
+
+def install():
+    """Register ``'mlsr'`` with PySCF's SCF classes (idempotent)."""
+    scf_cls = hf.SCF
+    if getattr(scf_cls.get_init_guess, '_mlsr_hook', False):
+        return
+    pyscf_get_init_guess = scf_cls.get_init_guess
+
+    def get_init_guess(self, mol=None, key='minao', **kwargs):
+        if isinstance(key, str) and key.lower() == KEY:
+            return self.init_guess_by_mlsr(mol, **kwargs)
+        return pyscf_get_init_guess(self, mol, key, **kwargs)
+
+    get_init_guess.__doc__ = pyscf_get_init_guess.__doc__
+    get_init_guess._mlsr_hook = True
+    get_init_guess._pyscf_get_init_guess = pyscf_get_init_guess
+
+    @lib.with_doc(init_guess_by_mlsr.__doc__)
+    def init_guess_by_mlsr_method(self, mol=None, **kwargs):
+        return init_guess_by_mlsr(self, mol, **kwargs)
+
+    scf_cls.get_init_guess = get_init_guess
+    scf_cls.init_guess_by_mlsr = init_guess_by_mlsr_method
+    for name, value in _MLSR_ATTRIBUTES.items():
+        setattr(scf_cls, name, value)
+    scf_cls._keys = scf_cls._keys.union(_MLSR_ATTRIBUTES)

@@ -1,0 +1,27 @@
+"""pyscf-mlguess: a machine-learned initial guess ('mlsr') for PySCF's SCF."""
+
+from setuptools import setup
+
+setup(
+    name='pyscf-mlguess',
+    version='0.1.0',
+    description="A machine-learned initial guess (init_guess='mlsr') for PySCF SCF calculations",
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    # The top-level weights/ folder ships inside the package as pyscf_mlguess.weights.
+    packages=['pyscf_mlguess', 'pyscf_mlguess.weights'],
+    package_dir={'pyscf_mlguess.weights': 'weights'},
+    package_data={'pyscf_mlguess.weights': ['*.pt', '*.json', 'README.md']},
+    install_requires=[
+        'pyscf>=2.7',
+        'torch>=2.1',
+        'numpy>=1.24',
+        'scipy>=1.10',
+    ],
+    extras_require={
+        'test': ['pytest>=7'],
+        'bench': ['rdkit'],
+    },
+)

@@ -1,0 +1,90 @@
+import numpy
+import pytest
+from pyscf import gto
+
+from pyscf_mlguess import config
+from pyscf_mlguess.grid import (density_on_grid, make_grid, sad_density_matrix,
+                                sad_density_on_grid)
+
+
+def test_box_encloses_atoms_with_margin(water):
+    grid = make_grid(water, spacing=0.25, margin=3.0)
+    axes = grid.axes()
+    xyz = water.atom_coords()
+    for k in range(3):
+        assert axes[k][0] <= xyz[:, k].min() - 3.0 + 1e-12
+        assert axes[k][-1] >= xyz[:, k].max() + 3.0 - 1e-12
+        assert grid.shape[k] % config.GRID_MULTIPLE == 0
+    assert grid.spacing == 0.25 and grid.margin == 3.0
+    assert grid.coords(5, 6)[0] == pytest.approx(
+        numpy.array(grid.origin) + 0.25 * numpy.array(numpy.unravel_index(5, grid.shape)))
+
+
+def test_refined_grid_covers_the_same_voxels(water):
+    grid = make_grid(water, spacing=0.3)
+    fine = grid.refine(2)
+    assert fine.shape == tuple(2 * n for n in grid.shape)
+    # the mean of the 8 sub-voxel centres is the coarse point
+    sub = fine.coords(0, fine.size).reshape(*fine.shape, 3)[:2, :2, :2].reshape(-1, 3)
+    numpy.testing.assert_allclose(sub.mean(axis=0), grid.origin, atol=1e-12)
+
+
+@pytest.mark.parametrize('cart', [False, True])
+def test_sad_on_grid_matches_ao_evaluation(cart):
+    mol = gto.M(atom='C 0 0 0; O 1.2 0 0; N -1.3 0.2 0.1; H -1.8 -0.6 0.3; H -1.7 1 -0.2; '
+                     'H 0 0.9 0.5', basis='def2-svp', cart=cart, verbose=0)
+    grid = make_grid(mol, spacing=0.3, margin=3.0)
+    dm, nelec_atom = sad_density_matrix(mol)
+    numpy.testing.assert_allclose(nelec_atom, mol.atom_charges(), atol=1e-8)
+    rho = sad_density_on_grid(mol, grid, dm)
+    ref = density_on_grid(mol, dm, grid)
+    assert numpy.abs(rho - ref).sum() / ref.sum() < 1e-4
+
+
+def test_sad_on_grid_integrates_to_electrons(water):
+    grid = make_grid(water, spacing=0.1, margin=6.0)
+    rho = sad_density_on_grid(water, grid)
+    assert rho.min() >= 0
+    # a uniform grid of 0.1 Bohr resolves all but the O 1s cusp
+    assert rho.sum() * grid.voxel_volume == pytest.approx(water.nelectron, rel=2e-3)
+
+
+def test_sad_with_ecp():
+    mol = gto.M(atom='H 0 0 0; I 0 0 1.61', basis='def2-svp', ecp='def2-svp',
+                verbose=0)
+    assert mol.has_ecp()
+    grid = make_grid(mol, spacing=0.3, margin=3.0)
+    dm, nelec_atom = sad_density_matrix(mol)
+    assert nelec_atom.sum() == pytest.approx(mol.nelectron, abs=1e-6)
+    rho = sad_density_on_grid(mol, grid, dm)
+    ref = density_on_grid(mol, dm, grid)
+    assert numpy.abs(rho - ref).sum() / ref.sum() < 1e-4
+
+
+def test_translation_moves_the_image(water):
+    shift = numpy.array([0.6, -0.3, 0.9])  # whole multiples of the spacing
+    moved = water.copy().set_geom_(water.atom_coords() + shift, unit='Bohr')
+    g1 = make_grid(water, spacing=0.3)
+    g2 = make_grid(moved, spacing=0.3)
+    numpy.testing.assert_allclose(numpy.array(g2.origin) - g1.origin, shift, atol=1e-12)
+    numpy.testing.assert_allclose(sad_density_on_grid(water, g1), sad_density_on_grid(moved, g2),
+                                  atol=1e-9)
+
+
+def test_missing_basis_is_refused():
+    mol = gto.M(atom='O 0 0 0; H 0 0 1.8', basis={'O': 'def2-svp'}, spin=1, unit='Bohr',
+                verbose=0)
+    with pytest.raises(ValueError, match='SAD guess cannot describe atom 1'):
+        sad_density_matrix(mol)
+
+
+def test_box_too_large_names_the_limit(water):
+    with pytest.raises(RuntimeError, match='max_memory = 10 MB'):
+        make_grid(water, spacing=0.05, margin=8.0, max_memory=10)
+
+
+def test_bad_grid_parameters(water):
+    with pytest.raises(ValueError, match='spacing must be > 0'):
+        make_grid(water, spacing=0.0)
+    with pytest.raises(ValueError, match='at least one atom'):
+        make_grid(gto.M(atom=[], verbose=0))

@@ -1,0 +1,209 @@
+import io
+import subprocess
+import sys
+
+import numpy
+import pytest
+from pyscf import dft, gto, scf
+from pyscf.scf import hf
+
+import pyscf_mlguess
+from pyscf_mlguess import WeightsNotFoundError, ZeroPredictor
+from pyscf_mlguess.oracle import OraclePredictor
+
+from conftest import NH2_RADICAL, WATER, assert_density_matrix, assert_same_energy
+
+CLASSES = {
+    'RHF': scf.RHF, 'UHF': scf.UHF, 'ROHF': scf.ROHF,
+    'RKS': lambda m: dft.RKS(m, xc='pbe'), 'UKS': lambda m: dft.UKS(m, xc='pbe'),
+    'ROKS': lambda m: dft.ROKS(m, xc='pbe'),
+}
+VARIANTS = {'plain': lambda mf: mf, 'df': lambda mf: mf.density_fit(),
+            'newton': lambda mf: mf.newton()}
+
+
+@pytest.fixture(scope='module')
+def oh():
+    return gto.M(atom=NH2_RADICAL, basis='6-31g', spin=1, verbose=0)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+@pytest.mark.parametrize('name', CLASSES)
+def test_mlsr_reaches_every_scf_class(name, variant, oh, water):
+    mol = water if name in ('RHF', 'RKS') else oh
+    mf = VARIANTS[variant](CLASSES[name](mol))
+    ref = VARIANTS[variant](CLASSES[name](mol)).run()
+    mf.init_guess = 'MLSR'  # case-insensitive, like PySCF's keys
+    mf.mlsr_predictor = ZeroPredictor()
+    mf.mlsr_grid_spacing = 0.4
+    dm0 = mf.get_init_guess(mol, mf.init_guess)
+    assert_density_matrix(mf, dm0)
+    mf.kernel()
+    assert_same_energy(mf, ref.e_tot)
+
+
+def test_default_predictor_refuses_without_weights(water, monkeypatch, tmp_path):
+    monkeypatch.setenv('PYSCF_MLGUESS_WEIGHTS', str(tmp_path))
+    mf = dft.RKS(water, xc='pbe')
+    mf.init_guess = 'mlsr'
+    with pytest.raises(WeightsNotFoundError, match=r'PBE family.*pbe\.pt'):
+        mf.kernel()
+    mf = scf.RHF(water)
+    with pytest.raises(WeightsNotFoundError, match='B3LYP family'):
+        pyscf_mlguess.get_init_guess(mf)
+
+
+def test_shipped_weights_are_looked_for_by_default(water, monkeypatch):
+    monkeypatch.delenv('PYSCF_MLGUESS_WEIGHTS', raising=False)
+    with pytest.raises(WeightsNotFoundError, match='weights'):
+        pyscf_mlguess.get_init_guess(dft.RKS(water, xc='pbe'))
+
+
+def test_module_function_and_dm0_route(water_pbe):
+    mol, dm_ref, e_ref = water_pbe
+    mf = dft.RKS(mol, xc='pbe')
+    dm0 = pyscf_mlguess.get_init_guess(mf, predictor=OraclePredictor(dm_ref))
+    assert_density_matrix(mf, dm0)
+    mf.kernel(dm0=dm0)
+    assert_same_energy(mf, e_ref)
+
+
+@pytest.mark.parametrize('key', ['minao', 'atom', 'huckel', 'mod_huckel', '1e', 'sap', 'vsap',
+                                 'chk', 'unknown-key'])
+@pytest.mark.parametrize('cls', ['RHF', 'UHF', 'ROHF', 'RKS'])
+def test_other_keys_unchanged(key, cls, oh):
+    """PySCF's own guesses give the same results through the patched dispatcher."""
+    mf = CLASSES[cls](oh if cls != 'RKS' else gto.M(atom=WATER, basis='6-31g', verbose=0))
+    mf.chkfile = '/nonexistent/none.chk'
+    if key == 'vsap' and not hasattr(mf, 'init_guess_by_vsap'):
+        pytest.skip('vsap is for DFT objects')
+    original = hf.SCF.get_init_guess._pyscf_get_init_guess
+    patched_cls = type(mf)
+    # the class-level dispatchers (RHF/UHF) call SCF.get_init_guess: compare through them
+    dm_patched = patched_cls.get_init_guess(mf, mf.mol, key)
+    hf.SCF.get_init_guess, saved = original, hf.SCF.get_init_guess
+    try:
+        dm_original = patched_cls.get_init_guess(mf, mf.mol, key)
+    finally:
+        hf.SCF.get_init_guess = saved
+    # atomic HF and Huckel guesses are iterative: threaded BLAS may differ in the last bit
+    numpy.testing.assert_allclose(numpy.asarray(dm_patched), numpy.asarray(dm_original),
+                                  rtol=0, atol=1e-12)
+
+
+def test_objects_made_before_import_get_the_key():
+    code = ('from pyscf import gto, scf\n'
+            f'mf = scf.RHF(gto.M(atom="{WATER}", basis="sto-3g", verbose=0))\n'
+            'import pyscf_mlguess\n'
+            'mf.init_guess = "mlsr"; mf.mlsr_predictor = pyscf_mlguess.ZeroPredictor()\n'
+            'mf.kernel(); print(mf.converged)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == 'True'
+
+
+def test_attributes_are_declared_in_keys(water):
+    mf = dft.UKS(water, xc='pbe')
+    mf.stdout = io.StringIO()
+    mf.verbose = 4
+    mf.mlsr_grid_spacing = 0.3
+    mf.check_sanity()
+    assert 'mlsr' not in mf.stdout.getvalue()
+
+
+def test_install_is_idempotent():
+    before = hf.SCF.get_init_guess
+    pyscf_mlguess.install()
+    assert hf.SCF.get_init_guess is before
+
+
+def _logged(mf):
+    mf.stdout = io.StringIO()
+    mf.verbose = 4
+    return mf
+
+
+def test_no_atoms_falls_back_to_1e_with_a_warning():
+    mol = gto.M(atom=[], verbose=0)
+    mol.nelectron = 2
+    mf = _logged(scf.RHF(mol))
+    mf.get_hcore = lambda *args: numpy.diag([-1.0, 0.5, 1.0])
+    mf.get_ovlp = lambda *args: numpy.eye(3)
+    mf._eri = numpy.zeros((3,) * 4)
+    dm = mf.get_init_guess(mol, 'mlsr')
+    assert 'WARN' in mf.stdout.getvalue() and 'core-Hamiltonian (1e) guess' in mf.stdout.getvalue()
+    numpy.testing.assert_allclose(dm, numpy.diag([2.0, 0, 0]))
+
+
+def test_ghost_atoms_are_logged_and_work():
+    mol = gto.M(atom=WATER + '; ghost-O 0 0 3.0', basis='def2-svp', verbose=0)
+    mf = _logged(dft.RKS(mol, xc='pbe'))
+    ref = dft.RKS(mol, xc='pbe').run()
+    mf.init_guess = 'mlsr'
+    mf.mlsr_predictor = ZeroPredictor()
+    mf.kernel()
+    assert '1 ghost atom(s)' in mf.stdout.getvalue()
+    assert_same_energy(mf, ref.e_tot)
+
+
+def test_only_ghost_atoms_is_refused():
+    mol = gto.M(atom='ghost-O 0 0 0; ghost-H 0 0 1', basis='sto-3g', verbose=0)
+    mol.nelectron = 2
+    with pytest.raises(ValueError, match='every atom of this molecule is a ghost'):
+        scf.RHF(mol).get_init_guess(mol, 'mlsr')
+
+
+@pytest.mark.parametrize('atom,spin,cls', [('Ne', 0, scf.RHF), ('N', 3, scf.UHF),
+                                           ('O', 2, scf.ROHF)])
+def test_single_atom(atom, spin, cls):
+    mol = gto.M(atom=f'{atom} 0 0 0', basis='def2-svp', spin=spin, verbose=0)
+    mf = cls(mol)
+    mf.mlsr_predictor = ZeroPredictor()
+    dm = mf.get_init_guess(mol, 'mlsr')
+    assert_density_matrix(mf, dm)
+
+
+def test_cartesian_basis_is_supported():
+    mol = gto.M(atom=WATER, basis='6-31g*', cart=True, verbose=0)
+    ref = dft.RKS(mol, xc='pbe').run()
+    mf = dft.RKS(mol, xc='pbe')
+    mf.init_guess = 'mlsr'
+    mf.mlsr_predictor = ZeroPredictor()
+    dm0 = mf.get_init_guess(mol, 'mlsr')
+    assert_density_matrix(mf, dm0)
+    mf.kernel()
+    assert_same_energy(mf, ref.e_tot)
+
+
+def test_box_too_large_for_memory(water):
+    mf = scf.RHF(water)
+    mf.max_memory = 50
+    mf.mlsr_predictor = ZeroPredictor()
+    mf.mlsr_grid_spacing = 0.02
+    with pytest.raises(RuntimeError, match='above max_memory = 50 MB'):
+        mf.get_init_guess(water, 'mlsr')
+
+
+def test_open_shell_in_closed_shell_class_is_refused(oh):
+    mf = hf.RHF(oh)  # scf.RHF() would hand out ROHF for an open-shell molecule
+    mf.mlsr_predictor = ZeroPredictor()
+    with pytest.raises(ValueError, match='closed-shell but the molecule has 9 electrons'):
+        mf.get_init_guess(oh, 'mlsr')
+
+
+def test_no_electrons_is_refused():
+    mol = gto.M(atom='H 0 0 0; H 0 0 0.74', charge=2, verbose=0)
+    mf = scf.RHF(mol)
+    with pytest.raises(ValueError, match='needs electrons'):
+        mf.get_init_guess(mol, 'mlsr')
+
+
+def test_ghf_is_refused(water):
+    with pytest.raises(NotImplementedError, match='RHF/UHF/ROHF/RKS/UKS/ROKS'):
+        scf.GHF(water).get_init_guess(water, 'mlsr')
+
+
+def test_bad_predictor_type(water):
+    mf = scf.RHF(water)
+    mf.mlsr_predictor = 42
+    with pytest.raises(TypeError, match='mlsr_predictor must be'):
+        mf.get_init_guess(water, 'mlsr')
