@@ -61,9 +61,10 @@ def oracle_rows(path, xc, basis, spacings, margin):
     treatments = EXCHANGE_TREATMENTS if hybrid else (None,)
     for exchange in treatments:
         extra = 1 if exchange == 'k_refresh' else 0
-        mf, t = run(mol, xc, 'mlsr', mlsr_predictor=ZeroPredictor(), mlsr_grid_margin=margin,
+        # delta_rho = 0: the SAD density matrix itself is projected, no grid involved
+        mf, t = run(mol, xc, 'mlsr', mlsr_predictor=ZeroPredictor(),
                     mlsr_exchange=exchange or config.EXCHANGE)
-        record('sad-projected', mf, t, min(spacings), exchange, extra)
+        record('sad-projected', mf, t, None, exchange, extra)
         for spacing in spacings:
             mf, t = run(mol, xc, 'mlsr', mlsr_exchange=exchange or config.EXCHANGE,
                         mlsr_predictor=OraclePredictor(dm_ref, spacing, margin))
@@ -89,7 +90,7 @@ def markdown(rows):
                 cyc += ' not converged'
             lines.append(f"| {mol} | {xc} | {r['nao']} | {base['minao']['cycles']} | "
                          f"{base['atom']['cycles']} | {r['guess']} | {r['exchange'] or '-'} | "
-                         f"{r['spacing']} | {cyc} | {abs(r['delta_e']):.1e} |")
+                         f"{r['spacing'] or '-'} | {cyc} | {abs(r['delta_e']):.1e} |")
     return '\n'.join(lines) + '\n'
 
 

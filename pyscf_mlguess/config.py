@@ -2,8 +2,9 @@
 
 Each value can be overridden the PySCF way, through ``pyscf.__config__`` (for example a
 ``PYSCF_CONFIG_FILE`` that sets ``mlguess_grid_spacing = 0.25``), or per SCF object through the
-``mlsr_*`` attributes the hook registers.  The defaults below were chosen from the oracle table in
-``benchmarks/results/oracle.md``.
+``mlsr_*`` attributes the hook registers.  The grid defaults are provisional: the oracle table
+(``benchmarks/results/oracle/oracle.md``) shows finer spacings lose less, and the final choice
+waits for the projection to meet its target and for the CNN's cost on these boxes.
 """
 
 from pyscf import __config__
