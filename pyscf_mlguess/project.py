@@ -34,6 +34,7 @@ from pyscf.lib import logger
 from pyscf.scf import uhf
 
 from pyscf_mlguess import config
+from pyscf_mlguess.grid import sad_density_matrix
 
 EXCHANGE_TREATMENTS = ('sad_k', 'lda_x', 'k_refresh')
 
@@ -145,9 +146,9 @@ def exchange_matrix(mf, mol, dm):
 
 
 def _semilocal_xc(mf):
-    """The functional whose potential the projection evaluates, and the LDA-X stand-in share."""
+    """The functional whose potential the projection evaluates (None for HF)."""
     if not isinstance(mf, dft.rks.KohnShamDFT):
-        return None, 1.0
+        return None
     ni = mf._numint
     xc = mf.xc
     if ni._xc_type(xc) == 'MGGA':
@@ -155,8 +156,7 @@ def _semilocal_xc(mf):
         xc = 'PBE'
     if mf.do_nlc():
         logger.info(mf, 'mlsr projection: the non-local (VV10) term is left out of the guess')
-    omega, alpha, hyb = exchange_fractions(mf)
-    return xc, (hyb if hyb != 0 else alpha)
+    return xc
 
 
 def _integration_grids(mf, mol, dm_sad):
@@ -180,7 +180,7 @@ def potential_matrices(mf, mol, dm_sad, correction, with_lda_x=False):
     ``'lda_x'`` stand-in for exact exchange), else that matrix is None.  Also returns the number
     of electrons of rho on the integration grid.
     """
-    xc, _ = _semilocal_xc(mf)
+    xc = _semilocal_xc(mf)
     ni = mf._numint if isinstance(mf, dft.rks.KohnShamDFT) else numint.NumInt()
     grids = _integration_grids(mf, mol, dm_sad)
     gga = xc is not None and ni._xc_type(xc) == 'GGA'
@@ -245,7 +245,6 @@ def project_density(mf, delta_rho, grid, dm_sad=None, exchange=None, mol=None, s
     Returns:
         The density matrix in the form ``mf`` uses (2D for RHF; an (alpha, beta) pair otherwise).
     """
-    from pyscf_mlguess.grid import sad_density_matrix
     mol = mf.mol if mol is None else mol
     exchange = config.EXCHANGE if exchange is None else exchange
     if exchange not in EXCHANGE_TREATMENTS:
@@ -261,7 +260,8 @@ def project_density(mf, delta_rho, grid, dm_sad=None, exchange=None, mol=None, s
 
     omega, alpha, hyb = exchange_fractions(mf)
     has_exx = bool(hyb or alpha)
-    lda_x_share = _semilocal_xc(mf)[1]
+    # Slater exchange stands in for the short-range (or global) exact-exchange share.
+    lda_x_share = hyb if hyb != 0 else alpha
     vmat, vx_lda, nelec = potential_matrices(mf, mol, dm_sad, correction,
                                              with_lda_x=has_exx and exchange != 'sad_k')
     logger.debug(mf, 'mlsr projection: %.6f electrons in the density on the integration grid',
