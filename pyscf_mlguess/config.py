@@ -2,16 +2,18 @@
 
 Each value can be overridden the PySCF way, through ``pyscf.__config__`` (for example a
 ``PYSCF_CONFIG_FILE`` that sets ``mlguess_grid_spacing = 0.25``), or per SCF object through the
-``mlsr_*`` attributes the hook registers.  The grid defaults are provisional: the oracle table
-(``benchmarks/results/oracle/oracle.md``) shows finer spacings lose less, and the final choice
-waits for the projection to meet its target and for the CNN's cost on these boxes.
+``mlsr_*`` attributes the hook registers.  The grid defaults come from the oracle table
+(``benchmarks/results/oracle/oracle.md``); a predictor (trained weights) may fix its own.
 """
 
 from pyscf import __config__
 
-#: Spacing of the uniform box grid, Bohr.
-GRID_SPACING = getattr(__config__, 'mlguess_grid_spacing', 0.2)
-#: Distance from the outermost nucleus to the box face, Bohr.
+#: Spacing of the density handed to the projection, Bohr.  Oracle (PBE, six molecules): 0.1 Bohr
+#: needs 5-7 cycles, 0.15 needs 6-9, 0.2 needs 7-9, 0.3 needs 8-11 (minao 9-13).  0.15 keeps most
+#: of 0.1's gain with 3.4x fewer points, which is what the model's output and the Hartree FFT cost.
+GRID_SPACING = getattr(__config__, 'mlguess_grid_spacing', 0.15)
+#: Distance from the outermost nucleus to the box face, Bohr.  delta_rho left outside the box:
+#: -3e-3 e at 4 Bohr, -2.7e-4 e at 5 Bohr, -1.5e-5 e at 6 Bohr (water, PBE).
 GRID_MARGIN = getattr(__config__, 'mlguess_grid_margin', 5.0)
 #: Box edges are rounded up to a multiple of this many points (room for x2 down/up-sampling).
 GRID_MULTIPLE = getattr(__config__, 'mlguess_grid_multiple', 4)

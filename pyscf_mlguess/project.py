@@ -10,7 +10,8 @@ density defines and diagonalises it once:
   second from the free-space Hartree potential of ``delta_rho`` (zero-padded FFT convolution with
   1/r on the uniform grid, Hockney's method), interpolated onto the integration grid.
 * ``Vxc[rho]`` with the calculation's own functional, ``rho = rho_SAD + delta_rho`` evaluated on
-  the integration grid (``delta_rho`` and its gradient by cubic-spline interpolation).  Meta-GGAs
+  the integration grid (``delta_rho`` and its fourth-order finite-difference gradient by
+  cubic-spline interpolation).  Meta-GGAs
   need a kinetic-energy density that a density cannot provide: PBE stands in for them (logged).
 * Exact exchange (hybrids, HF) needs a density matrix, which no density gives.  Three treatments:
   ``'sad_k'`` K from the SAD density matrix; ``'lda_x'`` the exact-exchange share replaced by LDA
@@ -66,6 +67,27 @@ def hartree_potential(rho, grid):
     return v[:shape[0], :shape[1], :shape[2]] * h**3
 
 
+def density_gradient(f, h):
+    """Gradient of a box density by fourth-order central differences (second order in the two
+    outermost layers, where the density is negligible).
+
+    Fourth order matters for GGAs: on water at 0.1 Bohr, with an otherwise exact Hartree term,
+    numpy's second-order gradient leaves a Vxc matrix error of 7e-5 Ha (4 SCF cycles from the
+    exact density); fourth order leaves 8e-6 Ha (1 cycle).
+    """
+    grads = []
+    for ax in range(3):
+        g = numpy.gradient(f, h, axis=ax)
+        if f.shape[ax] > 4:
+            def shifted(k):
+                return tuple(slice(2 + k, f.shape[ax] - 2 + k) if a == ax else slice(None)
+                             for a in range(3))
+            g[shifted(0)] = (8 * (f[shifted(1)] - f[shifted(-1)])
+                             - (f[shifted(2)] - f[shifted(-2)])) / (12 * h)
+        grads.append(g)
+    return grads
+
+
 class GridDensityCorrection:
     """``delta_rho`` on a uniform grid, evaluated anywhere: value, gradient and Hartree potential.
 
@@ -78,7 +100,7 @@ class GridDensityCorrection:
             raise ValueError(f'delta_rho has shape {delta_rho.shape}, its grid {grid.shape}.')
         self.grid = grid
         h = grid.spacing
-        grads = numpy.gradient(delta_rho, h)
+        grads = density_gradient(delta_rho, h)
         fields = [delta_rho, *grads, hartree_potential(delta_rho, grid)]
         self._coeffs = [ndimage.spline_filter(f, order=_SPLINE_ORDER, mode='nearest')
                         for f in fields]

@@ -4,7 +4,8 @@ from pyscf import dft, gto, scf
 
 from pyscf_mlguess.grid import UniformGrid, make_grid, sad_density_matrix
 from pyscf_mlguess.oracle import OraclePredictor
-from pyscf_mlguess.project import EXCHANGE_TREATMENTS, hartree_potential, project_density
+from pyscf_mlguess.project import (EXCHANGE_TREATMENTS, density_gradient, hartree_potential,
+                                   project_density)
 
 from conftest import AMMONIA, assert_density_matrix
 
@@ -24,6 +25,21 @@ def test_hartree_potential_of_a_gaussian():
     assert numpy.abs(v - exact).max() < 3e-3
     assert v[60, 60, 60] == pytest.approx(exact[60, 60, 60], rel=2e-3)
     assert numpy.abs(v - exact)[r > 2].max() < 1e-4
+
+
+def test_density_gradient_is_fourth_order():
+    # exp(-2 r^2) off-centre: the error must fall ~16x when the spacing halves
+    errors = []
+    for h in (0.1, 0.05):
+        n = int(round(8 / h)) + 1
+        grid = UniformGrid((-4.0, -4.0, -4.0), h, (n, n, n))
+        x, y, z = numpy.meshgrid(*grid.axes(), indexing='ij')
+        f = numpy.exp(-2 * ((x - 0.3)**2 + y**2 + z**2))
+        gx, gy, gz = density_gradient(f, h)
+        errors.append(max(numpy.abs(gx + 4 * (x - 0.3) * f).max(), numpy.abs(gy + 4 * y * f).max(),
+                          numpy.abs(gz + 4 * z * f).max()))
+    assert errors[0] < 1e-3
+    assert errors[0] / errors[1] > 12
 
 
 def _oracle_cycles(mol, dm_ref, e_ref, xc, spacing, margin=5.0):
