@@ -2,6 +2,8 @@
 
 from setuptools import setup
 
+TRAIN = ['qm9pack', 'h5py', 'tqdm', 'dask[distributed]']
+
 setup(
     name='pyscf-mlguess',
     version='0.1.0',
@@ -11,7 +13,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     # The top-level weights/ folder ships inside the package as pyscf_mlguess.weights.
-    packages=['pyscf_mlguess', 'pyscf_mlguess.weights'],
+    packages=['pyscf_mlguess', 'pyscf_mlguess.data', 'pyscf_mlguess.weights'],
     package_dir={'pyscf_mlguess.weights': 'weights'},
     package_data={'pyscf_mlguess.weights': ['*.pt', '*.json', 'README.md']},
     install_requires=[
@@ -21,7 +23,11 @@ setup(
         'scipy>=1.10',
     ],
     extras_require={
-        'test': ['pytest>=7'],
         'bench': ['rdkit'],
+        # Training data and training: QM9 molecules, HDF5 shards, Dask workers, progress bars.
+        'train': TRAIN,
+        # The tests cover the data pipeline too.
+        'test': ['pytest>=7'] + TRAIN,
     },
+    entry_points={'console_scripts': ['pyscf-mlguess = pyscf_mlguess.cli:main']},
 )

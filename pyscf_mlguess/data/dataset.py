@@ -1,0 +1,122 @@
+"""Torch ``Dataset`` of (SAD density, target delta_rho) boxes built on demand from stored samples.
+
+The input is the SAD density on the model's input box (spacing ``spacing * upsample``); the target
+is the exact correction ``rho[D] - rho[D_SAD]`` on the box refined ``upsample`` times (the layout
+of a 3D pixel shuffle, :meth:`pyscf_mlguess.grid.UniformGrid.refine`).  Both come from the
+compact samples of :mod:`pyscf_mlguess.data.store`; an optional cache folder keeps the boxes
+(float32 npz) so later epochs skip the AO evaluation.
+
+Augmentation draws one of the 48 symmetries of the cube (axis permutation and reflections) and
+applies it to input and target alike: the box is centred on the molecule, so this is the same
+molecule rotated by multiples of 90 degrees or mirrored.
+"""
+
+import hashlib
+import os
+
+import numpy
+import torch
+from pyscf import gto
+
+from pyscf_mlguess import config
+from pyscf_mlguess.data import store
+from pyscf_mlguess.grid import (density_on_grid, make_grid, sad_density_matrix,
+                                sad_density_on_grid)
+
+#: Default ratio of input (SAD) to output (delta_rho) spacing: the model's sub-voxel upsampling.
+UPSAMPLE = 2
+
+
+def molecule_of(record):
+    """The PySCF molecule of a stored sample."""
+    return gto.M(atom=list(zip(record['elements'], record['coords_bohr'])), unit='Bohr',
+                 basis=record['basis'], charge=record['charge'], spin=record['spin'], verbose=0)
+
+
+def boxes_of(record, spacing, margin, upsample):
+    """(rho_sad on the input box, delta_rho on the refined box, input grid) of one sample."""
+    mol = molecule_of(record)
+    dm = store.density_matrix_from_orbitals(record['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+    dm_sad = sad_density_matrix(mol)[0]
+    grid = make_grid(mol, spacing * upsample, margin)
+    rho_sad = sad_density_on_grid(mol, grid, dm_sad)
+    fine = grid.refine(upsample) if upsample > 1 else grid
+    return rho_sad, density_on_grid(mol, dm - dm_sad, fine), grid
+
+
+def cube_symmetry(generator=None):
+    """A random element of the cube's symmetry group: (axis permutation, axes to reflect)."""
+    perm = torch.randperm(3, generator=generator).tolist()
+    flips = [a for a in range(3) if torch.rand((), generator=generator) < 0.5]
+    return perm, flips
+
+
+def apply_cube_symmetry(array, perm, flips):
+    """Apply a symmetry to the last three axes of ``array`` (numpy or torch)."""
+    lead = list(range(array.ndim - 3))
+    axes = lead + [len(lead) + p for p in perm]
+    if isinstance(array, torch.Tensor):
+        out = array.permute(*axes)
+        return out.flip([len(lead) + a for a in flips]) if flips else out
+    out = numpy.transpose(array, axes)
+    return numpy.flip(out, [len(lead) + a for a in flips]) if flips else out
+
+
+class DensityDataset(torch.utils.data.Dataset):
+    """Samples of one or more dataset folders (``ROOT/<xc>_<basis>/<split>``) as boxes.
+
+    Each item is a dict: ``'sad'`` (1, nx, ny, nz) and ``'delta_rho'`` (1, u*nx, u*ny, u*nz)
+    float32 tensors (e/Bohr^3), ``'voxel_volume'`` of the target box, ``'n_electrons'``,
+    ``'key'``.  Boxes differ in size between molecules; crop patches for batching.
+    """
+
+    def __init__(self, folders, spacing=None, margin=None, upsample=UPSAMPLE, augment=False,
+                 cache_dir=None, generator=None):
+        if isinstance(folders, (str, os.PathLike)):
+            folders = [folders]
+        self.records = [rec for folder in folders for rec in store.iter_records(folder)]
+        self.spacing = config.GRID_SPACING if spacing is None else float(spacing)
+        self.margin = config.GRID_MARGIN if margin is None else float(margin)
+        self.upsample = int(upsample)
+        self.augment = augment
+        self.cache_dir = cache_dir
+        self.generator = generator
+
+    def __len__(self):
+        return len(self.records)
+
+    def _cache_path(self, record):
+        tag = f"{record['key']}|{record['xc']}|{record['basis']}|{self.spacing}|{self.margin}|" \
+              f"{self.upsample}|{record['e_tot']!r}"
+        name = hashlib.sha256(tag.encode()).hexdigest()[:20]
+        return os.path.join(self.cache_dir, f"{record['key']}-{name}.npz")
+
+    def boxes(self, index):
+        """(rho_sad, delta_rho) of sample ``index`` as float32 arrays, from the cache if any."""
+        record = self.records[index]
+        path = self._cache_path(record) if self.cache_dir else None
+        if path and os.path.exists(path):
+            with numpy.load(path) as f:
+                return f['sad'], f['delta_rho']
+        sad, delta, _ = boxes_of(record, self.spacing, self.margin, self.upsample)
+        sad, delta = sad.astype(numpy.float32), delta.astype(numpy.float32)
+        if path:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            tmp = path + f'.{os.getpid()}.tmp.npz'
+            numpy.savez(tmp, sad=sad, delta_rho=delta)
+            os.replace(tmp, path)
+        return sad, delta
+
+    def __getitem__(self, index):
+        record = self.records[index]
+        sad, delta = (torch.from_numpy(numpy.ascontiguousarray(a))[None]
+                      for a in self.boxes(index))
+        if self.augment:
+            perm, flips = cube_symmetry(self.generator)
+            sad = apply_cube_symmetry(sad, perm, flips).contiguous()
+            delta = apply_cube_symmetry(delta, perm, flips).contiguous()
+        return {'sad': sad, 'delta_rho': delta,
+                'voxel_volume': (self.spacing) ** 3,
+                'n_electrons': int(sum(gto.charge(e) for e in record['elements'])
+                                   - record['charge']),
+                'key': record['key']}

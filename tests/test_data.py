@@ -1,0 +1,171 @@
+"""Training data: split rule, compact storage round trip, resumable generation end to end."""
+
+import os
+
+import numpy
+import pytest
+from pyscf import dft, gto
+
+from pyscf_mlguess.data import generate, qm9, store
+
+from conftest import WATER
+
+
+def test_split_is_a_fixed_function_of_the_index():
+    splits = [qm9.split_of(i) for i in range(1, 20001)]
+    assert splits == [qm9.split_of(i) for i in range(1, 20001)]
+    for name, frac in qm9.SPLIT_FRACTIONS.items():
+        assert splits.count(name) / len(splits) == pytest.approx(frac, abs=0.01)
+
+
+def test_perturbed_copy_is_recorded_and_reproducible():
+    s = qm9.Sample(7, 'O', ('O', 'H', 'H'), numpy.zeros((3, 3)))
+    a, b = qm9.perturbed_copy(s), qm9.perturbed_copy(s)
+    numpy.testing.assert_array_equal(a.coords_angstrom, b.coords_angstrom)
+    assert a.conformer == 1 and a.key == 'qm9-000007-c1' and a.perturb_seed >= 0
+    assert 0.01 < numpy.std(a.coords_angstrom) < 0.05
+
+
+def _water_sample():
+    mol = gto.M(atom=WATER, verbose=0)
+    return qm9.Sample(3, 'O', tuple(mol.elements), mol.atom_coords(unit='Angstrom'))
+
+
+@pytest.fixture(scope='module')
+def water_record():
+    return generate.reference_calculation(_water_sample(), 'pbe', threads=0)
+
+
+def test_stored_density_reproduces_energy_and_density(water_record, tmp_path):
+    writer = store.ShardWriter(str(tmp_path), shard_size=10)
+    writer.add(water_record)
+    writer.flush()
+    (rec,) = list(store.iter_records(str(tmp_path)))
+    assert rec['key'] == 'qm9-000003-c0' and rec['converged'] and rec['xc'] == 'pbe'
+    mol = gto.M(atom=list(zip(rec['elements'], rec['coords_bohr'])), unit='Bohr',
+                basis=rec['basis'], verbose=0)
+    mf = dft.RKS(mol, xc=rec['xc'])
+    mf.conv_tol = 1e-10
+    mf.kernel()
+    dm = store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+    assert abs(mf.energy_tot(dm) - rec['e_tot']) < 1e-6
+    assert abs(mf.e_tot - rec['e_tot']) < 1e-8
+    ao = dft.numint.eval_ao(mol, mf.grids.coords)
+    rho_ref = dft.numint.eval_rho(mol, ao, mf.make_rdm1())
+    rho = dft.numint.eval_rho(mol, ao, dm)
+    w = mf.grids.weights
+    assert numpy.sum(w * abs(rho - rho_ref)) / numpy.sum(w * rho_ref) < 1e-4
+    # the minao baseline: cycles at this and at PySCF's default tolerance, trace per cycle
+    assert rec['minao_cycles'] == len(rec['scf_trace']) >= rec['minao_cycles_default_tol'] > 0
+
+
+def test_writer_resumes_and_never_keeps_half_files(water_record, tmp_path):
+    folder = str(tmp_path)
+    writer = store.ShardWriter(folder, shard_size=2)
+    writer.add(water_record)
+    assert writer.done_keys() == {water_record['key']} and not writer.shards()
+    open(os.path.join(folder, 'junk.tmp'), 'w').close()        # a write killed half-way
+    writer = store.ShardWriter(folder, shard_size=2)            # a new run picks up
+    assert not os.path.exists(os.path.join(folder, 'junk.tmp'))
+    assert writer.done_keys() == {water_record['key']}
+    other = dict(water_record, key='qm9-000003-c1', conformer=1)
+    writer.add(other)                                           # second sample fills a shard
+    assert len(writer.shards()) == 1 and not writer.pending_files()
+    assert sorted(store.keys_in_file(writer.shards()[0])) == ['qm9-000003-c0', 'qm9-000003-c1']
+    s = store.stats(os.path.dirname(os.path.dirname(folder)))
+    assert sum(v['samples'] for lv in s.values() for v in lv.values()) >= 2
+
+
+def test_generate_two_qm9_molecules_end_to_end(tmp_path):
+    from dask.distributed import LocalCluster
+    root = str(tmp_path)
+    # first molecule with the default local worker processes
+    first = generate.generate(root, 'pbe', 'valid', 1, workers=1, perturb_fraction=0.0,
+                              progress=False)
+    assert first['samples'] == 1
+    # the second through an existing Dask cluster, given by its scheduler address; the first
+    # is found on disk and not recomputed
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        result = generate.generate(root, 'pbe', 'valid', 2, scheduler=cluster.scheduler_address,
+                                   perturb_fraction=0.0, progress=False)
+    assert result['samples'] == 2 and result['failed'] == 0 and result['pending'] == 0
+    assert result['shards'] == 2
+    assert set(result['elements']) <= {'H', 'C', 'N', 'O', 'F'}
+    folder = os.path.join(root, generate.level_name('pbe'), 'valid')
+    records = list(store.iter_records(folder))
+    expected = [s.key for s in qm9.select('valid', 2, perturb_fraction=0.0)]
+    assert sorted(r['key'] for r in records) == sorted(expected)
+    for rec in records:
+        assert qm9.split_of(rec['qm9_index']) == 'valid'
+        nao, nocc = rec['mo_occ_coeff'].shape
+        assert nocc * 2 == sum(gto.charge(e) for e in rec['elements'])
+    # a third run finds everything done and computes nothing
+    again = generate.generate(root, 'pbe', 'valid', 2, workers=1, perturb_fraction=0.0,
+                              progress=False)
+    assert again == result
+
+
+def test_stats_command_prints_json(tmp_path, capsys, water_record):
+    import json
+    from pyscf_mlguess.cli import main
+    folder = tmp_path / 'pbe_def2svp' / 'train'
+    writer = store.ShardWriter(str(folder))
+    writer.add(water_record)
+    writer.flush()
+    assert main(['data', 'stats', '--json', '--root', str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    entry = out['pbe_def2svp']['train']
+    assert entry['samples'] == 1 and entry['elements'] == ['H', 'O']
+    assert entry['bytes'] == os.path.getsize(writer.shards()[0])
+
+
+@pytest.fixture(scope='module')
+def water_folder(water_record, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp('data') / 'pbe_def2svp' / 'train')
+    writer = store.ShardWriter(folder)
+    writer.add(water_record)
+    writer.flush()
+    return folder
+
+
+def test_dataset_item_is_sad_and_exact_correction(water_folder, tmp_path):
+    from pyscf_mlguess.data.dataset import DensityDataset
+    ds = DensityDataset(water_folder, spacing=0.15, margin=4.0, cache_dir=str(tmp_path))
+    item = ds[0]
+    sad, delta = item['sad'], item['delta_rho']
+    assert sad.dtype == delta.dtype == torch_float32()
+    assert tuple(delta.shape[1:]) == tuple(2 * n for n in sad.shape[1:])
+    # the SAD carries water's 10 electrons (point samples at 0.3 Bohr miss part of the O core
+    # cusp); the correction moves charge and adds none
+    assert 9.0 < float(sad.sum()) * 0.3**3 < 10.2
+    assert abs(float(delta.sum()) * item['voxel_volume']) < 0.02
+    assert float(delta.abs().sum()) * item['voxel_volume'] > 0.1
+    again = ds[0]                                              # second read: from the cache
+    assert len(os.listdir(tmp_path)) == 1
+    assert (again['delta_rho'] == delta).all()
+
+
+def test_augmentation_is_the_molecule_rotated(water_folder):
+    import torch
+    from pyscf_mlguess.data.dataset import DensityDataset, apply_cube_symmetry, molecule_of
+    from pyscf_mlguess.grid import make_grid, sad_density_on_grid
+    ds = DensityDataset(water_folder, spacing=0.2, margin=3.0, upsample=1)
+    sad = ds[0]['sad'][0].numpy()
+    mol = molecule_of(ds.records[0])
+    perm, flips = [2, 0, 1], [1]
+    xyz = mol.atom_coords()[:, perm]
+    xyz[:, 1] *= -1
+    rotated = mol.set_geom_(xyz, unit='Bohr', inplace=False)
+    expected = sad_density_on_grid(rotated, make_grid(rotated, 0.2, 3.0))
+    numpy.testing.assert_allclose(apply_cube_symmetry(sad, perm, flips), expected, atol=2e-5)
+    g = torch.Generator().manual_seed(0)
+    aug = DensityDataset(water_folder, spacing=0.2, margin=3.0, upsample=1, augment=True,
+                         generator=g)
+    shapes = {tuple(aug[0]['sad'].shape) for _ in range(12)}
+    assert len(shapes) > 1                                    # axes really get permuted
+
+
+def torch_float32():
+    import torch
+    return torch.float32
