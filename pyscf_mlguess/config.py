@@ -34,6 +34,11 @@ EXCHANGE = getattr(__config__, 'mlguess_exchange', 'k_refresh')
 #: Integration-grid level used when the SCF object has no grids of its own (HF).
 HF_GRID_LEVEL = getattr(__config__, 'mlguess_hf_grid_level', 3)
 
+#: Device for the network ('cpu', 'cuda', 'cuda:1'); None picks CUDA when available.
+MODEL_DEVICE = getattr(__config__, 'mlguess_device', None)
+#: Input voxels per tile edge for the network (halo added); bounds memory on big boxes.
+MODEL_TILE = getattr(__config__, 'mlguess_tile', 96)
+
 #: Environment variable that points to a weights file, or a folder of them, to use instead of
 #: the ones shipped in the package.
 WEIGHTS_ENV = 'PYSCF_MLGUESS_WEIGHTS'

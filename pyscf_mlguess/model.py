@@ -8,17 +8,27 @@ A *predictor* is any object with
   ``out_grid``, which is ``grid`` itself or a finer grid covering the same voxels
   (:meth:`pyscf_mlguess.grid.UniformGrid.refine`).
 
-The pretrained residual 3D CNN is such a predictor; :func:`load_predictor` finds the weights that
-match an SCF object's functional.  Until weights ship, it raises :class:`WeightsNotFoundError`: the
-``'mlsr'`` guess never quietly replaces the model with something else.  :class:`ZeroPredictor`
-(delta_rho = 0, i.e. the plain SAD density projected) exists for tests and comparisons and is
-only ever used when asked for by name.
+The pretrained residual 3D CNN (:class:`DensitySR`, wrapped by :class:`CNNPredictor`) is such a
+predictor; :func:`load_predictor` finds the weights that match an SCF object's functional.  Without
+weights it raises :class:`WeightsNotFoundError`: the ``'mlsr'`` guess never quietly replaces the
+model with something else.  :class:`ZeroPredictor` (delta_rho = 0, i.e. the plain SAD density
+projected) exists for tests and comparisons and is only ever used when asked for by name.
+
+The network is "image super-resolution" for densities (arXiv:2402.12335): a convolutional head,
+residual blocks without normalisation layers (EDSR-style residual scaling; a normalisation over
+the box would make the output depend on the box and break tiling), a global skip, one sub-voxel
+upsampling stage (3D pixel shuffle, the layout of :meth:`UniformGrid.refine`) and a convolutional
+tail.  Only convolutions: translation-equivariant by construction.  Large boxes run in tiles with
+a halo of the receptive field, which gives the untiled result.
 """
 
+import hashlib
 import os
 from importlib import resources
 
 import numpy
+import torch
+from torch import nn
 
 from pyscf_mlguess import config
 
@@ -79,9 +89,230 @@ def find_weights(family, path=None):
         f"point ${config.WEIGHTS_ENV} to a weights file.")
 
 
+# ----------------------------------------------------------------------------- the network
+
+class PixelShuffle3d(nn.Module):
+    """(N, C*f^3, D, H, W) -> (N, C, f*D, f*H, f*W); sub-voxel (a, b, c) of voxel (i, j, k) lands
+    at (f*i + a, f*j + b, f*k + c), the layout of :meth:`UniformGrid.refine`."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = int(factor)
+
+    def forward(self, x):
+        n, c, d, h, w = x.shape
+        f = self.factor
+        x = x.reshape(n, c // f**3, f, f, f, d, h, w)
+        return x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(n, c // f**3, d * f, h * f, w * f)
+
+
+def _conv(cin, cout, kernel):
+    # Replicate padding: the box face continues the (near-constant) vacuum around the molecule
+    # instead of showing the network an artificial edge; tiles stay exact (the halo covers it).
+    return nn.Conv3d(cin, cout, kernel, padding=kernel // 2, padding_mode='replicate')
+
+
+class ResidualBlock(nn.Module):
+    """conv -> PReLU -> conv, added to the input with a small scale (no normalisation)."""
+
+    def __init__(self, channels, kernel, res_scale):
+        super().__init__()
+        self.conv1 = _conv(channels, channels, kernel)
+        self.act = nn.PReLU(channels)
+        self.conv2 = _conv(channels, channels, kernel)
+        self.res_scale = res_scale
+
+    def forward(self, x):
+        return x + self.res_scale * self.conv2(self.act(self.conv1(x)))
+
+
+class DensitySR(nn.Module):
+    """Residual 3D CNN: SAD density on the input box -> delta_rho on the box refined
+    ``upsample`` times.
+
+    The input transform (log of the density) and the output scale are part of the module, so
+    the weights file alone defines the map from e/Bohr^3 to e/Bohr^3.
+    """
+
+    def __init__(self, channels=16, blocks=4, kernel=3, head_kernel=5, upsample=2,
+                 up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05):
+        super().__init__()
+        self.arch = dict(channels=channels, blocks=blocks, kernel=kernel, head_kernel=head_kernel,
+                         upsample=upsample, up_channels=up_channels, res_scale=res_scale,
+                         density_floor=density_floor, output_scale=output_scale)
+        self.head = nn.Sequential(_conv(1, channels, head_kernel), nn.PReLU(channels))
+        self.body = nn.Sequential(*[ResidualBlock(channels, kernel, res_scale)
+                                    for _ in range(blocks)],
+                                  _conv(channels, channels, kernel))
+        if upsample > 1:
+            self.up = nn.Sequential(_conv(channels, up_channels * upsample**3, kernel),
+                                    PixelShuffle3d(upsample), nn.PReLU(up_channels))
+            tail_in = up_channels
+        else:
+            self.up = nn.Identity()
+            tail_in = channels
+        self.tail = _conv(tail_in, 1, kernel)
+        self.upsample = int(upsample)
+        self.register_buffer('density_floor', torch.tensor(float(density_floor)))
+        self.register_buffer('output_scale', torch.tensor(float(output_scale)))
+
+    @property
+    def receptive_radius(self):
+        """Input voxels on each side that an output voxel depends on."""
+        a = self.arch
+        k = a['kernel'] // 2
+        coarse = a['head_kernel'] // 2 + (2 * a['blocks'] + 1) * k
+        if self.upsample > 1:
+            coarse += k + -(-k // self.upsample)      # up conv, then the tail at fine spacing
+        else:
+            coarse += k
+        return coarse
+
+    def features(self, rho_sad):
+        return torch.log(rho_sad.clamp(min=0) + self.density_floor)
+
+    def forward(self, rho_sad):
+        """rho_sad: (N, 1, D, H, W) e/Bohr^3 -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3."""
+        h = self.head(self.features(rho_sad))
+        h = h + self.body(h)
+        return self.tail(self.up(h)) * self.output_scale
+
+
+def conserve_charge(delta_rho):
+    """Remove the net charge of a predicted correction, where the correction is active
+    (weighted by its magnitude), so the total density keeps exactly N electrons."""
+    total = delta_rho.sum()
+    weight = delta_rho.abs()
+    norm = weight.sum()
+    if norm == 0:
+        return delta_rho
+    return delta_rho - weight * (total / norm)
+
+
+def predict_tiled(model, rho_sad, tile=None):
+    """Run ``model`` on a (D, H, W) input box in tiles of ``tile`` voxels per edge, each padded
+    with a halo of the receptive field from its neighbours; equals the untiled output.
+    ``tile=None`` runs the whole box at once."""
+    f = model.upsample
+    x = rho_sad[None, None]
+    if tile is None or all(n <= tile for n in rho_sad.shape):
+        return model(x)[0, 0]
+    halo = model.receptive_radius
+    shape = rho_sad.shape
+    out = torch.empty(tuple(n * f for n in shape), dtype=x.dtype, device=x.device)
+    starts = [range(0, n, tile) for n in shape]
+    for i in starts[0]:
+        for j in starts[1]:
+            for k in starts[2]:
+                lo = [max(0, s - halo) for s in (i, j, k)]
+                hi = [min(n, s + tile + halo) for s, n in zip((i, j, k), shape)]
+                piece = model(x[..., lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])[0, 0]
+                keep = [slice((s - l) * f, (min(s + tile, n) - l) * f)
+                        for s, l, n in zip((i, j, k), lo, shape)]
+                out[i * f:min(i + tile, shape[0]) * f, j * f:min(j + tile, shape[1]) * f,
+                    k * f:min(k + tile, shape[2]) * f] = piece[tuple(keep)]
+    return out
+
+
+def default_device():
+    """``config.MODEL_DEVICE`` when set, else CUDA when available, else CPU."""
+    if config.MODEL_DEVICE:
+        return torch.device(config.MODEL_DEVICE)
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+# ------------------------------------------------------------------------------ weights files
+
+WEIGHTS_FORMAT = 1
+
+
+def save_weights(path, model, meta):
+    """Write a weights file: architecture arguments, metadata and tensors only (loadable with
+    ``torch.load(weights_only=True)``)."""
+    torch.save({'format': WEIGHTS_FORMAT, 'arch': dict(model.arch), 'meta': dict(meta),
+                'state_dict': {k: v.detach().cpu() for k, v in model.state_dict().items()}},
+               path)
+
+
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shipped_hashes():
+    """{file name: SHA-256} from the package's ``SHA256SUMS`` table."""
+    table = resources.files('pyscf_mlguess.weights') / 'SHA256SUMS'
+    if not table.is_file():
+        return {}
+    out = {}
+    for line in table.read_text().splitlines():
+        if line.strip() and not line.startswith('#'):
+            digest, name = line.split()
+            out[name] = digest
+    return out
+
+
+def load_weights(path, expected_sha256=None):
+    """(model, meta) from a weights file, after checking its SHA-256 when one is expected."""
+    if expected_sha256 is not None:
+        digest = sha256_of(path)
+        if digest != expected_sha256:
+            raise RuntimeError(f'Weights file {path} has SHA-256 {digest}, expected '
+                               f'{expected_sha256}: the file is damaged or not the shipped one.')
+    blob = torch.load(path, map_location='cpu', weights_only=True)
+    if blob.get('format') != WEIGHTS_FORMAT:
+        raise RuntimeError(f'{path}: weights format {blob.get("format")!r}, this version of '
+                           f'pyscf_mlguess reads {WEIGHTS_FORMAT}.')
+    model = DensitySR(**blob['arch'])
+    model.load_state_dict(blob['state_dict'])
+    model.eval()
+    return model, blob['meta']
+
+
+class CNNPredictor:
+    """The trained network as a predictor: SAD box in, charge-conserving delta_rho out on the
+    box refined ``model.upsample`` times."""
+
+    def __init__(self, model, meta, device=None, tile=None, source=None):
+        self.device = default_device() if device is None else torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta
+        self.grid_spacing = float(meta['input_spacing'])
+        self.grid_margin = float(meta['margin'])
+        self.tile = config.MODEL_TILE if tile is None else tile
+        self.source = source
+
+    @classmethod
+    def from_file(cls, path, expected_sha256=None, **kwargs):
+        model, meta = load_weights(path, expected_sha256)
+        return cls(model, meta, source=str(path), **kwargs)
+
+    def __call__(self, mol, grid, rho_sad):
+        x = torch.as_tensor(numpy.asarray(rho_sad), dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            delta = conserve_charge(predict_tiled(self.model, x, self.tile))
+        out_grid = grid.refine(self.model.upsample) if self.model.upsample > 1 else grid
+        return delta.double().cpu().numpy(), out_grid
+
+    def __repr__(self):
+        return (f"CNNPredictor({self.source or 'in memory'}, {self.meta.get('xc', '?')}, "
+                f"device={self.device})")
+
+
 def load_predictor(mf, path=None):
-    """The pretrained predictor for ``mf``'s functional (see :func:`weights_family`)."""
+    """The pretrained predictor for ``mf``'s functional (see :func:`weights_family`).
+
+    Shipped weights are checked against the package's SHA-256 table; weights given by path or
+    ``$PYSCF_MLGUESS_WEIGHTS`` are the user's own and are loaded as they are.
+    """
     target = find_weights(weights_family(mf), path)
-    raise WeightsNotFoundError(
-        f'{target} exists, but this version of pyscf_mlguess has no CNN architecture to load it '
-        f'into; update pyscf_mlguess.')
+    shipped = path is None and not os.environ.get(config.WEIGHTS_ENV)
+    expected = None
+    if shipped:
+        expected = _shipped_hashes().get(os.path.basename(target))
+        if expected is None:
+            raise RuntimeError(f'{target} is not listed in the package SHA256SUMS table.')
+    return CNNPredictor.from_file(target, expected)

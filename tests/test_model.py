@@ -1,0 +1,132 @@
+"""The network: layout, tiling, equivariance, charge conservation, weights files, the hook."""
+
+import numpy
+import pytest
+import torch
+from pyscf import dft
+
+from pyscf_mlguess import config, model
+from pyscf_mlguess.grid import UniformGrid
+
+from conftest import assert_density_matrix, assert_same_energy
+
+
+@pytest.fixture(scope='module')
+def net():
+    torch.manual_seed(0)
+    m = model.DensitySR(channels=4, blocks=2, up_channels=2).eval()
+    with torch.no_grad():              # a visible output: scale up the untrained tail
+        m.tail.weight.mul_(50)
+    return m
+
+
+def test_pixel_shuffle_has_the_layout_of_refine():
+    coarse = UniformGrid((0.0, 1.0, -2.0), 0.4, (3, 4, 5))
+    fine = coarse.refine(2)
+    f = lambda xyz: numpy.sin(xyz[:, 0]) + 2 * xyz[:, 1] ** 2 - xyz[:, 2]  # noqa: E731
+    channels = numpy.empty((8,) + coarse.shape)
+    for a in range(2):
+        for b in range(2):
+            for c in range(2):
+                shift = (numpy.array([a, b, c]) - 0.5) * fine.spacing
+                channels[4 * a + 2 * b + c] = f(coarse.coords() + shift).reshape(coarse.shape)
+    out = model.PixelShuffle3d(2)(torch.from_numpy(channels)[None])[0, 0].numpy()
+    numpy.testing.assert_allclose(out, f(fine.coords()).reshape(fine.shape), atol=1e-12)
+
+
+def test_tiled_equals_untiled(net):
+    x = torch.rand(23, 17, 30)
+    with torch.inference_mode():
+        whole = model.predict_tiled(net, x)
+        tiled = model.predict_tiled(net, x, tile=7)
+    assert tiled.shape == (46, 34, 60)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6 * float(whole.abs().max()))
+
+
+def test_translation_equivariance(net):
+    x = torch.zeros(30, 30, 30)
+    x[8:16, 9:14, 10:15] = torch.rand(8, 5, 5) + 0.1
+    shifted = torch.roll(x, shifts=(3, -2, 1), dims=(0, 1, 2))
+    with torch.inference_mode():
+        a = model.predict_tiled(net, x)
+        b = model.predict_tiled(net, shifted)
+    # away from the wrap-around of roll (the vacuum is constant, so the box faces do not show)
+    inner = (slice(8, 52),) * 3
+    torch.testing.assert_close(torch.roll(a, shifts=(6, -4, 2), dims=(0, 1, 2))[inner],
+                               b[inner], rtol=0, atol=1e-5)
+
+
+def test_receptive_radius_is_tight_enough(net):
+    # a point change moves outputs within the receptive radius and nowhere else
+    x = torch.rand(31, 31, 31)
+    y = x.clone()
+    y[15, 15, 15] += 1.0
+    with torch.inference_mode():
+        diff = (model.predict_tiled(net, x) - model.predict_tiled(net, y)).abs()
+    moved = torch.nonzero(diff.sum(dim=(1, 2)) > 0).flatten()
+    r = net.receptive_radius
+    assert moved.min() >= 2 * (15 - r) and moved.max() < 2 * (16 + r)
+
+
+def test_conserve_charge():
+    d = torch.tensor([0.0, 0.3, -0.1, 0.0, 0.2])
+    out = model.conserve_charge(d)
+    assert float(out.sum()) == pytest.approx(0, abs=1e-7)
+    assert out[0] == 0 and out[3] == 0
+
+
+def _write(tmp_path, net, name='pbe.pt', **meta):
+    path = tmp_path / name
+    info = dict(xc='pbe', input_spacing=0.3, margin=4.0, elements=['H', 'O'])
+    info.update(meta)
+    model.save_weights(path, net, info)
+    return path
+
+
+def test_weights_file_round_trip_and_hash(tmp_path, net):
+    path = _write(tmp_path, net)
+    blob = torch.load(path, weights_only=True)
+    assert blob['arch']['channels'] == 4 and blob['meta']['xc'] == 'pbe'
+    loaded, meta = model.load_weights(path, model.sha256_of(path))
+    x = torch.rand(12, 12, 12)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x[None, None]), net(x[None, None]))
+    with pytest.raises(RuntimeError, match='SHA-256'):
+        model.load_weights(path, '0' * 64)
+
+
+def test_mlsr_runs_the_network_from_user_weights(tmp_path, net, water, monkeypatch):
+    path = _write(tmp_path, net)
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
+    mf = dft.RKS(water, xc='pbe')
+    predictor = model.load_predictor(mf)
+    assert isinstance(predictor, model.CNNPredictor) and predictor.source == str(path)
+    assert predictor.grid_spacing == 0.3 and predictor.grid_margin == 4.0
+    dm0 = mf.get_init_guess(key='mlsr')   # PySCF's own default key here would be minao
+    assert_density_matrix(mf, dm0)
+    mf.init_guess = 'mlsr'
+    mf.kernel()
+    ref = dft.RKS(water, xc='pbe').run()
+    assert_same_energy(mf, ref.e_tot)
+
+
+def test_hybrids_look_for_the_b3lyp_weights(tmp_path, net, water, monkeypatch):
+    _write(tmp_path, net)                       # only pbe.pt in the folder
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(model.WeightsNotFoundError, match='b3lyp.pt'):
+        model.load_predictor(dft.RKS(water, xc='b3lyp'))
+
+
+def test_shipped_weights_must_be_in_the_hash_table(tmp_path, net, monkeypatch):
+    path = _write(tmp_path, net)
+    monkeypatch.setattr(model, 'find_weights', lambda family, p=None: str(path))
+    monkeypatch.setattr(model, '_shipped_hashes', lambda: {'pbe.pt': '1' * 64})
+    monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
+    with pytest.raises(RuntimeError, match='SHA-256'):
+        model.load_predictor(dft.RKS(gto_water(), xc='pbe'))
+
+
+def gto_water():
+    from pyscf import gto
+    from conftest import WATER
+    return gto.M(atom=WATER, basis='def2-svp', verbose=0)
