@@ -2,6 +2,7 @@
 
     pyscf-mlguess data generate --xc pbe --split train --n 1000 --out data
     pyscf-mlguess data stats --json [--root data]
+    pyscf-mlguess train --train data/pbe_def2svp/train --valid data/pbe_def2svp/valid --out runs/pbe
 """
 
 import argparse
@@ -32,6 +33,19 @@ def _data_stats(args):
                   f"elements {' '.join(s['elements'])}")
 
 
+def _train(args):
+    from pyscf_mlguess.train.loop import train
+    arch = dict(channels=args.channels, blocks=args.blocks, kernel=args.kernel,
+                upsample=args.upsample, up_channels=args.up_channels)
+    history = train(args.train, args.valid, args.out, arch=arch, epochs=args.epochs,
+                    steps_per_epoch=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
+                    warmup=args.warmup, spacing=args.spacing, margin=args.margin,
+                    cache_dir=args.cache, device=args.device, seed=args.seed,
+                    init_weights=args.init_weights, sitting_epochs=args.sitting_epochs,
+                    max_minutes=args.max_minutes)
+    print(json.dumps(history[-1] if history else {}, indent=1))
+
+
 def build_parser():
     from pyscf_mlguess.data import generate as gen, qm9
     p = argparse.ArgumentParser(prog='pyscf-mlguess', description=__doc__.splitlines()[0])
@@ -54,6 +68,34 @@ def build_parser():
     s.add_argument('--root', default='data')
     s.add_argument('--json', action='store_true')
     s.set_defaults(func=_data_stats)
+
+    t = sub.add_parser('train', help='train the density network (resumes from OUT/checkpoint.pt)')
+    t.add_argument('--train', nargs='+', required=True, help='dataset folders, e.g. '
+                   'data/pbe_def2svp/train')
+    t.add_argument('--valid', nargs='+', default=[], help='validation folders')
+    t.add_argument('--out', required=True, help='run folder: checkpoint.pt and weights.pt')
+    t.add_argument('--init-weights', default=None, help='start from these weights')
+    t.add_argument('--epochs', type=int, default=10)
+    t.add_argument('--steps', type=int, default=200, help='optimiser steps per epoch')
+    t.add_argument('--batch', type=int, default=4, help='patches per step')
+    t.add_argument('--patch', type=int, default=24, help='input voxels per patch edge')
+    t.add_argument('--lr', type=float, default=2e-3)
+    t.add_argument('--warmup', type=int, default=100)
+    t.add_argument('--channels', type=int, default=16)
+    t.add_argument('--blocks', type=int, default=4)
+    t.add_argument('--kernel', type=int, default=3)
+    t.add_argument('--upsample', type=int, default=2)
+    t.add_argument('--up-channels', type=int, default=4)
+    t.add_argument('--spacing', type=float, default=None, help='target spacing, Bohr')
+    t.add_argument('--margin', type=float, default=None)
+    t.add_argument('--cache', default=None, help='folder to cache the boxes (npz)')
+    t.add_argument('--device', default=None)
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--sitting-epochs', type=int, default=None,
+                   help='stop after this many epochs (run again to resume)')
+    t.add_argument('--max-minutes', type=float, default=None,
+                   help='stop after the epoch that ends past this time (run again to resume)')
+    t.set_defaults(func=_train)
     return p
 
 

@@ -1,0 +1,194 @@
+"""Training loop: random patches, NMAE loss, AdamW with warm-up + cosine decay, exact resume.
+
+Each step draws molecules from :class:`~pyscf_mlguess.data.dataset.DensityDataset` (augmented by
+the cube's symmetries) and crops a random patch of ``patch`` input voxels per edge (the matching
+``upsample * patch`` target voxels) centred near a random atom, where the correction lives.  The
+loss is the normalised mean absolute error of the total density,
+
+    NMAE = sum |delta_rho_pred - delta_rho_ref| dV / N_electrons
+
+(the SAD part cancels in the difference), summed over the patches of a step.  Validation runs the
+whole boxes.  A checkpoint after every epoch holds the model, optimiser, schedule, epoch and
+random-number states, so ``resume`` continues exactly.  CUDA is used when available (with
+bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
+"""
+
+import json
+import math
+import os
+import time
+
+import numpy
+import torch
+from torch import nn
+
+from pyscf_mlguess.data.dataset import DensityDataset
+from pyscf_mlguess.model import DensitySR, conserve_charge, predict_tiled, save_weights
+
+CHECKPOINT = 'checkpoint.pt'
+
+
+def nmae(pred, ref, voxel_volume, n_electrons):
+    """sum |pred - ref| dV / N over a batch (tensors of equal shape)."""
+    return (pred - ref).abs().sum() * voxel_volume / n_electrons
+
+
+def random_patch(item, patch, upsample, generator):
+    """(sad patch, delta_rho patch) of ``patch`` input voxels per edge, centred near the density
+    (a voxel drawn with probability proportional to the SAD density)."""
+    sad, delta = item['sad'][0], item['delta_rho'][0]
+    shape = sad.shape
+    size = [min(patch, n) for n in shape]
+    weights = sad.flatten().clamp(min=0).double()
+    flat = int(torch.multinomial(weights, 1, generator=generator))
+    centre = numpy.unravel_index(flat, shape)
+    jitter = torch.randint(-patch // 4, patch // 4 + 1, (3,), generator=generator).tolist()
+    lo = [min(max(0, c + j - s // 2), n - s) for c, j, s, n in zip(centre, jitter, size, shape)]
+    sl = tuple(slice(a, a + s) for a, s in zip(lo, size))
+    fine = tuple(slice(a * upsample, (a + s) * upsample) for a, s in zip(lo, size))
+    return sad[sl][None, None], delta[fine][None, None]
+
+
+def _setup_distributed():
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not torch.distributed.is_initialized():
+        backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+        torch.distributed.init_process_group(backend)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _device(rank, device=None):
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device('cuda', rank % torch.cuda.device_count())
+    return torch.device('cpu')
+
+
+def lr_factor(step, warmup, total):
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def evaluate(model, dataset, device, tile=None):
+    """Mean whole-box NMAE of the model and of the SAD density (delta_rho = 0) over a dataset."""
+    model.eval()
+    errs, sad_errs = [], []
+    with torch.inference_mode():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            pred = conserve_charge(predict_tiled(model, item['sad'][0].to(device), tile))
+            ref = item['delta_rho'][0].to(device)
+            n = item['n_electrons']
+            errs.append(float(nmae(pred, ref, item['voxel_volume'], n)))
+            sad_errs.append(float(ref.abs().sum() * item['voxel_volume'] / n))
+    return float(numpy.mean(errs)), float(numpy.mean(sad_errs))
+
+
+def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epoch=200,
+          batch=4, patch=24, lr=2e-3, weight_decay=1e-4, warmup=100, spacing=None,
+          margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
+          init_weights=None, sitting_epochs=None, max_minutes=None):
+    """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
+
+    The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
+    epochs or the first epoch that ends past ``max_minutes``, and the same call again resumes.
+
+    Returns the history: one dict per epoch with the training loss and validation NMAE.
+    """
+    from tqdm import tqdm
+    rank, world = _setup_distributed()
+    device = _device(rank, device)
+    os.makedirs(out, exist_ok=True)
+    arch = dict(arch or {})
+    torch.manual_seed(seed)
+    model = DensitySR(**arch)
+    if init_weights is not None:              # fine-tuning starts from existing weights
+        blob = torch.load(init_weights, map_location='cpu', weights_only=True)
+        model = DensitySR(**blob['arch'])
+        model.load_state_dict(blob['state_dict'])
+    arch = model.arch
+    upsample = model.upsample
+    model.to(device)
+    train_set = DensityDataset(train_folders, spacing, margin, upsample, augment=True,
+                               cache_dir=cache_dir)
+    valid_set = DensityDataset(valid_folders, spacing, margin, upsample, cache_dir=cache_dir)
+    valid_set.records = valid_set.records[:max_valid]
+    if not len(train_set):
+        raise ValueError(f'no converged samples in {train_folders}')
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
+    gen = torch.Generator().manual_seed(seed + rank)
+    train_set.generator = gen
+    history, start_epoch = [], 0
+    ckpt_path = os.path.join(out, CHECKPOINT)
+    if os.path.exists(ckpt_path):
+        ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+        model.load_state_dict(ckpt['model'])
+        opt.load_state_dict(ckpt['optimizer'])
+        sched.load_state_dict(ckpt['scheduler'])
+        gen.set_state(ckpt['generator'])
+        torch.set_rng_state(ckpt['torch_rng'])
+        history = json.loads(ckpt['history'])
+        start_epoch = ckpt['epoch']
+    use_amp = device.type == 'cuda'
+    t_start = time.perf_counter()
+    last = epochs if sitting_epochs is None else min(epochs, start_epoch + sitting_epochs)
+    for epoch in range(start_epoch, last):
+        model.train()
+        losses = []
+        t0 = time.perf_counter()
+        bar = tqdm(range(steps_per_epoch), desc=f'epoch {epoch + 1}/{epochs}',
+                   disable=not progress or rank != 0)
+        for _ in bar:
+            opt.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for _ in range(batch):
+                # each rank draws from its own stream (seeded seed + rank)
+                item = train_set[int(torch.randint(len(train_set), (1,), generator=gen))]
+                x, y = random_patch(item, patch, upsample, gen)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    pred = net(x.to(device))
+                loss = nmae(pred.float(), y.to(device), item['voxel_volume'],
+                            item['n_electrons']) / batch
+                loss.backward()
+                loss_sum += float(loss)
+            opt.step()
+            sched.step()
+            losses.append(loss_sum)
+            bar.set_postfix(loss=f'{numpy.mean(losses[-20:]):.2e}',
+                            lr=f'{sched.get_last_lr()[0]:.1e}')
+        entry = {'epoch': epoch + 1, 'train_patch_loss': float(numpy.mean(losses)),
+                 'seconds': time.perf_counter() - t0}
+        if rank == 0:
+            if len(valid_set):
+                entry['valid_nmae'], entry['valid_nmae_sad'] = evaluate(model, valid_set, device)
+            history.append(entry)
+            torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                        'scheduler': sched.state_dict(), 'generator': gen.get_state(),
+                        'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
+                        'history': json.dumps(history), 'arch': arch},
+                       ckpt_path + '.tmp')
+            os.replace(ckpt_path + '.tmp', ckpt_path)
+            if progress:
+                print(json.dumps(entry), flush=True)
+        if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
+            break
+    if rank == 0:
+        rec = train_set.records[0]
+        meta = {'xc': rec['xc'], 'basis': rec['basis'],
+                'input_spacing': train_set.spacing * upsample, 'output_spacing': train_set.spacing,
+                'margin': train_set.margin,
+                'elements': sorted({e for r in train_set.records for e in r['elements']}),
+                'train_samples': len(train_set), 'valid_samples': len(valid_set),
+                'train_folders': [str(f) for f in train_folders],
+                'history': json.dumps(history),
+                'valid_nmae': history[-1].get('valid_nmae') if history else None}
+        save_weights(os.path.join(out, 'weights.pt'), model, meta)
+    return history
