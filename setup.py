@@ -16,7 +16,7 @@ setup(
     packages=['pyscf_mlguess', 'pyscf_mlguess.data', 'pyscf_mlguess.train',
               'pyscf_mlguess.weights'],
     package_dir={'pyscf_mlguess.weights': 'weights'},
-    package_data={'pyscf_mlguess.weights': ['*.pt', '*.json', 'README.md']},
+    package_data={'pyscf_mlguess.weights': ['*.pt', '*.json', 'SHA256SUMS', 'README.md']},
     install_requires=[
         'pyscf>=2.7',
         'torch>=2.1',

@@ -3,6 +3,7 @@
     pyscf-mlguess data generate --xc pbe --split train --n 1000 --out data
     pyscf-mlguess data stats --json [--root data]
     pyscf-mlguess train --train data/pbe_def2svp/train --valid data/pbe_def2svp/valid --out runs/pbe
+    pyscf-mlguess finetune --molecules my_xyz/ --xc pbe --out runs/mine
 """
 
 import argparse
@@ -44,6 +45,15 @@ def _train(args):
                     init_weights=args.init_weights, sitting_epochs=args.sitting_epochs,
                     max_minutes=args.max_minutes)
     print(json.dumps(history[-1] if history else {}, indent=1))
+
+
+def _finetune(args):
+    from pyscf_mlguess.train.finetune import finetune
+    report = finetune(args.molecules, args.out, xc=args.xc, weights=args.weights,
+                      workers=args.workers, scheduler=args.scheduler, epochs=args.epochs,
+                      steps_per_epoch=args.steps, lr=args.lr, cache_dir=args.cache,
+                      device=args.device)
+    print(json.dumps(report, indent=1))
 
 
 def build_parser():
@@ -96,6 +106,21 @@ def build_parser():
     t.add_argument('--max-minutes', type=float, default=None,
                    help='stop after the epoch that ends past this time (run again to resume)')
     t.set_defaults(func=_train)
+
+    f = sub.add_parser('finetune', help='fine-tune on your own molecules (folder of .xyz)')
+    f.add_argument('--molecules', required=True, help='folder of .xyz files (comment line: '
+                   'charge=N spin=0)')
+    f.add_argument('--out', required=True)
+    f.add_argument('--xc', default='pbe')
+    f.add_argument('--weights', default=None, help='start from these (default: shipped)')
+    f.add_argument('--epochs', type=int, default=5)
+    f.add_argument('--steps', type=int, default=100)
+    f.add_argument('--lr', type=float, default=5e-4)
+    f.add_argument('--workers', type=int, default=None)
+    f.add_argument('--scheduler', default=None)
+    f.add_argument('--cache', default=None)
+    f.add_argument('--device', default=None)
+    f.set_defaults(func=_finetune)
     return p
 
 

@@ -72,3 +72,33 @@ def test_train_command(water_set, tmp_path, capsys):
                  '--spacing', '0.2', '--margin', '3', '--cache', cache]) == 0
     out = capsys.readouterr().out
     assert '"valid_nmae"' in out and (tmp_path / 'weights.pt').exists()
+
+
+def test_finetune_on_xyz_files(tmp_path):
+    """Two small molecules (one charged) from .xyz: references, fine-tuning, a report."""
+    from pyscf_mlguess.train.finetune import finetune, is_held_out, read_xyz
+    mols = tmp_path / 'mols'
+    mols.mkdir()
+    (mols / 'water.xyz').write_text('3\n\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n')
+    (mols / 'hydroxide.xyz').write_text('2\ncharge=-1 spin=0\nO 0 0 0\nH 0 0 0.97\n')
+    assert read_xyz(mols / 'hydroxide.xyz').charge == -1
+    names = ['water', 'hydroxide']
+    assert sorted(is_held_out(n) for n in names) == [False, True]   # one each way
+    torch.manual_seed(0)
+    start = tmp_path / 'start.pt'
+    model.save_weights(start, model.DensitySR(**ARCH), dict(
+        xc='pbe', input_spacing=0.4, output_spacing=0.2, margin=3.0))
+    report = finetune(str(mols), str(tmp_path / 'out'), xc='pbe', weights=str(start),
+                      workers=1, epochs=1, steps_per_epoch=3, batch=1, patch=8, warmup=1,
+                      progress=False)
+    assert sorted(report['molecules']['train'] + report['molecules']['holdout']) == sorted(names)
+    assert report['holdout_nmae_before'] > 0 and report['holdout_nmae_after'] > 0
+    assert (tmp_path / 'out' / 'finetune.json').exists()
+
+
+def test_open_shell_references_are_refused():
+    s = qm9.Sample(-1, '', ('N', 'H', 'H'), torch.zeros(3, 3).numpy() + [[0, 0, 0], [0, 0, 1],
+                                                                          [0, 1, 0]],
+                   spin=1, name='nh2')
+    with pytest.raises(ValueError, match='open-shell'):
+        generate.reference_calculation(s, 'pbe', threads=0)

@@ -47,7 +47,11 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     from pyscf import dft, gto, lib
     if threads:
         lib.num_threads(threads)
-    mol = gto.M(atom=sample.atom, basis=basis, charge=0, spin=0, unit='Angstrom', verbose=0)
+    if sample.spin != 0:
+        raise ValueError(f'{sample.key}: open-shell references (spin={sample.spin}) are not '
+                         f'supported; the dataset stores restricted closed-shell densities.')
+    mol = gto.M(atom=sample.atom, basis=basis, charge=sample.charge, spin=0, unit='Angstrom',
+                verbose=0)
     mf = dft.RKS(mol, xc=xc)
     mf.conv_tol = conv_tol
     mf.max_cycle = max_cycle
@@ -65,7 +69,7 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
         'conformer': sample.conformer, 'perturb_seed': sample.perturb_seed,
         'perturb_sigma_angstrom': sample.perturb_sigma,
         'elements': list(sample.elements), 'coords_bohr': mol.atom_coords(),
-        'charge': 0, 'spin': 0, 'basis': basis, 'xc': xc, 'method': 'RKS',
+        'charge': sample.charge, 'spin': 0, 'basis': basis, 'xc': xc, 'method': 'RKS',
         'grid_level': int(mf.grids.level), 'conv_tol': conv_tol, 'nao': mol.nao,
         'converged': bool(mf.converged), 'e_tot': float(mf.e_tot),
         'minao_cycles': len(trace), 'minao_cycles_default_tol': _default_cycles(trace),
@@ -102,15 +106,23 @@ def generate(root, xc, split, n, basis=BASIS, workers=None, scheduler=None, shar
     Samples already on disk are skipped; pending samples are packed into a shard at the end,
     also when the run is interrupted (Ctrl-C or SIGTERM).  Returns the folder's stats.
     """
+    folder = os.path.join(root, level_name(xc, basis), split)
+    samples = qm9.select(split, n, perturb_fraction=perturb_fraction)
+    generate_samples(folder, samples, xc, basis, workers, scheduler, shard_size, conv_tol,
+                     progress, desc=f'{level_name(xc, basis)}/{split}')
+    return store.stats(root)[level_name(xc, basis)][split]
+
+
+def generate_samples(folder, samples, xc, basis=BASIS, workers=None, scheduler=None,
+                     shard_size=100, conv_tol=CONV_TOL, progress=True, desc=None):
+    """Reference calculations for ``samples`` into the dataset ``folder`` (resumable)."""
     from dask.distributed import as_completed
     from tqdm import tqdm
-    folder = os.path.join(root, level_name(xc, basis), split)
     writer = store.ShardWriter(folder, shard_size=shard_size)
-    samples = qm9.select(split, n, perturb_fraction=perturb_fraction)
     done = writer.done_keys()
     todo = [s for s in samples if s.key not in done]
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit='mol',
-               desc=f'{level_name(xc, basis)}/{split}', disable=not progress)
+               desc=desc or folder, disable=not progress)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     client = cluster = None
     try:
@@ -133,7 +145,6 @@ def generate(root, xc, split, n, basis=BASIS, workers=None, scheduler=None, shar
             client.close()
         if cluster is not None:
             cluster.close()
-    return store.stats(root)[level_name(xc, basis)][split]
 
 
 def _raise_interrupt(signum, frame):

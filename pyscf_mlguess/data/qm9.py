@@ -27,7 +27,8 @@ _BARE_POINT = re.compile(r'\.(?=[,\]])')
 
 @dataclass(frozen=True)
 class Sample:
-    """One geometry to compute: a QM9 molecule (conformer 0) or a perturbed copy of it."""
+    """One geometry to compute: a QM9 molecule (conformer 0), a perturbed copy of it, or a
+    molecule of the user's (``name`` set, ``qm9_index`` -1)."""
     qm9_index: int
     smiles: str
     elements: tuple
@@ -35,9 +36,14 @@ class Sample:
     conformer: int = 0
     perturb_seed: int = -1
     perturb_sigma: float = 0.0
+    charge: int = 0
+    spin: int = 0
+    name: str = ''
 
     @property
     def key(self):
+        if self.name:
+            return self.name
         return f'qm9-{self.qm9_index:06d}-c{self.conformer}'
 
     @property

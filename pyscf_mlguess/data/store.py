@@ -205,7 +205,7 @@ def stats(root):
                 continue
             n_ok += 1
             n_perturbed += rec['conformer'] > 0
-            molecules.add(rec['qm9_index'])
+            molecules.add(rec['qm9_index'] if rec.get('qm9_index', -1) >= 0 else rec['key'])
             elements.update(rec['elements'])
         pending = glob.glob(os.path.join(folder, PENDING_DIR, '*.h5'))
         out.setdefault(level, {})[split] = {
