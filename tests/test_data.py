@@ -86,7 +86,7 @@ def test_generate_two_qm9_molecules_end_to_end(tmp_path):
     # the second through an existing Dask cluster, given by its scheduler address; the first
     # is found on disk and not recomputed
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=':0') as cluster:
         result = generate.generate(root, 'pbe', 'valid', 2, scheduler=cluster.scheduler_address,
                                    perturb_fraction=0.0, progress=False)
     assert result['samples'] == 2 and result['failed'] == 0 and result['pending'] == 0

@@ -95,7 +95,7 @@ def _client(scheduler, workers):
     for var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
         os.environ[var] = '1'
     cluster = LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
-                           processes=True, dashboard_address=None)
+                           processes=True, dashboard_address=':0')
     return Client(cluster), cluster
 
 

@@ -158,7 +158,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 loss = nmae(pred.float(), y.to(device), item['voxel_volume'],
                             item['n_electrons']) / batch
                 loss.backward()
-                loss_sum += float(loss)
+                loss_sum += float(loss.detach())
             opt.step()
             sched.step()
             losses.append(loss_sum)
