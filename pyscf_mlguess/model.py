@@ -152,6 +152,9 @@ class DensitySR(nn.Module):
             self.up = nn.Identity()
             tail_in = channels
         self.tail = _conv(tail_in, 1, kernel)
+        # Start from delta_rho = 0, i.e. from the SAD density: training can only improve on it.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
         self.upsample = int(upsample)
         self.register_buffer('density_floor', torch.tensor(float(density_floor)))
         self.register_buffer('output_scale', torch.tensor(float(output_scale)))

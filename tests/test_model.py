@@ -15,8 +15,8 @@ from conftest import assert_density_matrix, assert_same_energy
 def net():
     torch.manual_seed(0)
     m = model.DensitySR(channels=4, blocks=2, up_channels=2).eval()
-    with torch.no_grad():              # a visible output: scale up the untrained tail
-        m.tail.weight.mul_(50)
+    with torch.no_grad():              # the tail starts at zero; give it a visible output
+        torch.nn.init.normal_(m.tail.weight, std=2.0)
     return m
 
 
@@ -66,6 +66,11 @@ def test_receptive_radius_is_tight_enough(net):
     moved = torch.nonzero(diff.sum(dim=(1, 2)) > 0).flatten()
     r = net.receptive_radius
     assert moved.min() >= 2 * (15 - r) and moved.max() < 2 * (16 + r)
+
+
+def test_untrained_network_predicts_the_sad_density():
+    x = torch.rand(1, 1, 10, 10, 10)
+    assert float(model.DensitySR()(x).abs().max()) == 0
 
 
 def test_conserve_charge():

@@ -2,7 +2,8 @@
 
 Each step draws molecules from :class:`~pyscf_mlguess.data.dataset.DensityDataset` (augmented by
 the cube's symmetries) and crops a random patch of ``patch`` input voxels per edge (the matching
-``upsample * patch`` target voxels) centred near a random atom, where the correction lives.  The
+``upsample * patch`` target voxels), centred half the time where the density is and half the
+time anywhere in the box.  The
 loss is the normalised mean absolute error of the total density,
 
     NMAE = sum |delta_rho_pred - delta_rho_ref| dV / N_electrons
@@ -33,13 +34,18 @@ def nmae(pred, ref, voxel_volume, n_electrons):
     return (pred - ref).abs().sum() * voxel_volume / n_electrons
 
 
-def random_patch(item, patch, upsample, generator):
-    """(sad patch, delta_rho patch) of ``patch`` input voxels per edge, centred near the density
-    (a voxel drawn with probability proportional to the SAD density)."""
+def random_patch(item, patch, upsample, generator, near_density=0.5):
+    """(sad patch, delta_rho patch) of ``patch`` input voxels per edge.  With probability
+    ``near_density`` the centre is drawn in proportion to the SAD density (where the correction
+    is), otherwise uniformly over the box (so the network also learns to leave vacuum alone,
+    which whole boxes are mostly made of)."""
     sad, delta = item['sad'][0], item['delta_rho'][0]
     shape = sad.shape
     size = [min(patch, n) for n in shape]
-    weights = sad.flatten().clamp(min=0).double()
+    if float(torch.rand((), generator=generator)) < near_density:
+        weights = sad.flatten().clamp(min=0).double()
+    else:
+        weights = torch.ones(sad.numel(), dtype=torch.float64)
     flat = int(torch.multinomial(weights, 1, generator=generator))
     centre = numpy.unravel_index(flat, shape)
     jitter = torch.randint(-patch // 4, patch // 4 + 1, (3,), generator=generator).tolist()
