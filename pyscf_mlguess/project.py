@@ -46,24 +46,38 @@ _CUBE_MEAN_INV_R = 2.3800772531
 _SPLINE_ORDER = 3
 
 
+def _coulomb_kernel_spectrum(padded, h):
+    """The real-FFT spectrum of the 1/r kernel on a zero-padded box of (even) shape ``padded``.
+
+    The kernel is even along every axis, so its spectrum is the type-I DCT of one octant: an
+    eighth of the points of building and transforming the whole padded kernel.
+    """
+    half = [m // 2 + 1 for m in padded]
+    d2 = [(h * numpy.arange(n)) ** 2 for n in half]
+    r = numpy.sqrt(d2[0][:, None, None] + d2[1][None, :, None] + d2[2][None, None, :])
+    r[0, 0, 0] = 1.0
+    octant = 1.0 / r
+    octant[0, 0, 0] = _CUBE_MEAN_INV_R / h
+    del r
+    spec = scipy.fft.dctn(octant, type=1, workers=-1)
+    # q and m - q carry the same value: mirror the first two axes to their full length
+    for axis in (0, 1):
+        mirror = numpy.take(spec, numpy.arange(1, padded[axis] - half[axis] + 1), axis=axis)
+        spec = numpy.concatenate([spec, numpy.flip(mirror, axis=axis)], axis=axis)
+    return spec
+
+
 def hartree_potential(rho, grid):
     """Free-space electrostatic potential of ``rho`` (e/Bohr^3) on ``grid``, in Hartree/e.
 
-    Zero-padded FFT convolution with the 1/r kernel (no periodic images); the kernel's self term
-    is the mean of 1/r over one voxel.
+    Zero-padded FFT convolution with the 1/r kernel (no periodic images, Hockney's method); the
+    kernel's self term is the mean of 1/r over one voxel.
     """
     h = grid.spacing
     shape = rho.shape
-    padded = [scipy.fft.next_fast_len(2 * n - 1, real=True) for n in shape]
-    dist = [h * numpy.minimum(numpy.arange(m), m - numpy.arange(m)) for m in padded]
-    r = numpy.sqrt(dist[0][:, None, None]**2 + dist[1][None, :, None]**2
-                   + dist[2][None, None, :]**2)
-    r[0, 0, 0] = 1.0
-    kernel = 1.0 / r
-    kernel[0, 0, 0] = _CUBE_MEAN_INV_R / h
-    del r
+    padded = [2 * scipy.fft.next_fast_len(n, real=True) for n in shape]
     v = scipy.fft.irfftn(scipy.fft.rfftn(rho, padded, workers=-1)
-                         * scipy.fft.rfftn(kernel, workers=-1), padded, workers=-1)
+                         * _coulomb_kernel_spectrum(padded, h), padded, workers=-1)
     return v[:shape[0], :shape[1], :shape[2]] * h**3
 
 

@@ -49,7 +49,8 @@ class Sample:
     @property
     def atom(self):
         """PySCF ``atom`` list (Angstrom)."""
-        return [(e, tuple(float(x) for x in r)) for e, r in zip(self.elements, self.coords_angstrom)]
+        return [(e, tuple(float(x) for x in r))
+                for e, r in zip(self.elements, self.coords_angstrom)]
 
 
 def _unit_hash(text):
