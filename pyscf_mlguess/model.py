@@ -181,15 +181,18 @@ class DensitySR(nn.Module):
         return self.tail(self.up(h)) * self.output_scale
 
 
-def conserve_charge(delta_rho):
-    """Remove the net charge of a predicted correction, where the correction is active
-    (weighted by its magnitude), so the total density keeps exactly N electrons."""
-    total = delta_rho.sum()
-    weight = delta_rho.abs()
+def conserve_charge(delta_rho, rho_sad):
+    """Remove the net charge of a predicted correction in proportion to the SAD density (each
+    input voxel's value spread over its sub-voxels), so the total density keeps exactly N
+    electrons and the compensation sits where the electrons are, not in the vacuum."""
+    f = delta_rho.shape[-1] // rho_sad.shape[-1]
+    weight = rho_sad.clamp(min=0)
+    for axis in range(-3, 0):
+        weight = weight.repeat_interleave(f, dim=axis)
     norm = weight.sum()
     if norm == 0:
         return delta_rho
-    return delta_rho - weight * (total / norm)
+    return delta_rho - weight * (delta_rho.sum() / norm)
 
 
 def predict_tiled(model, rho_sad, tile=None):
@@ -296,7 +299,7 @@ class CNNPredictor:
     def __call__(self, mol, grid, rho_sad):
         x = torch.as_tensor(numpy.asarray(rho_sad), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            delta = conserve_charge(predict_tiled(self.model, x, self.tile))
+            delta = conserve_charge(predict_tiled(self.model, x, self.tile), x)
         out_grid = grid.refine(self.model.upsample) if self.model.upsample > 1 else grid
         return delta.double().cpu().numpy(), out_grid
 

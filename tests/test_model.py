@@ -74,10 +74,14 @@ def test_untrained_network_predicts_the_sad_density():
 
 
 def test_conserve_charge():
-    d = torch.tensor([0.0, 0.3, -0.1, 0.0, 0.2])
-    out = model.conserve_charge(d)
-    assert float(out.sum()) == pytest.approx(0, abs=1e-7)
-    assert out[0] == 0 and out[3] == 0
+    rho_sad = torch.zeros(2, 2, 2)
+    rho_sad[0, 0, 0], rho_sad[1, 1, 1] = 1.0, 3.0
+    delta = torch.full((4, 4, 4), 0.01)              # one-signed: must not be wiped out
+    out = model.conserve_charge(delta, rho_sad)
+    assert float(out.sum()) == pytest.approx(0, abs=1e-6)
+    # compensation only where the SAD has electrons, 3x more in the denser voxel
+    assert out[0, 0, 2] == pytest.approx(0.01)
+    assert (0.01 - out[3, 3, 3]) == pytest.approx(3 * (0.01 - out[0, 0, 0]), rel=1e-5)
 
 
 def _write(tmp_path, net, name='pbe.pt', **meta):

@@ -87,7 +87,8 @@ def evaluate(model, dataset, device, tile=None):
     with torch.inference_mode():
         for i in range(len(dataset)):
             item = dataset[i]
-            pred = conserve_charge(predict_tiled(model, item['sad'][0].to(device), tile))
+            sad = item['sad'][0].to(device)
+            pred = conserve_charge(predict_tiled(model, sad, tile), sad)
             ref = item['delta_rho'][0].to(device)
             n = item['n_electrons']
             errs.append(float(nmae(pred, ref, item['voxel_volume'], n)))
