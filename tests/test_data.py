@@ -169,3 +169,20 @@ def test_augmentation_is_the_molecule_rotated(water_folder):
 def torch_float32():
     import torch
     return torch.float32
+
+
+def test_a_failing_molecule_is_recorded_and_the_run_goes_on(tmp_path):
+    from pyscf import gto
+    mol = gto.M(atom=WATER, verbose=0)
+    good = qm9.Sample(-1, '', tuple(mol.elements), mol.atom_coords(unit='Angstrom'),
+                      name='water')
+    bad = qm9.Sample(-1, '', ('N', 'H', 'H'), mol.atom_coords(unit='Angstrom'), spin=1,
+                     name='nh2-radical')
+    folder = str(tmp_path / 'pbe_def2svp' / 'train')
+    generate.generate_samples(folder, [bad, good], 'pbe', workers=1, progress=False)
+    records = {r['key']: r for r in store.iter_records(folder, include_failed=True)}
+    assert records['water']['converged']
+    assert not records['nh2-radical']['converged']
+    assert 'open-shell' in records['nh2-radical']['error']
+    s = store.stats(str(tmp_path))['pbe_def2svp']['train']
+    assert s['samples'] == 1 and s['failed'] == 1

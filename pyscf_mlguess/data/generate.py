@@ -83,6 +83,17 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     return rec
 
 
+def failure_record(sample, xc, basis, err):
+    """The record of a sample whose calculation raised: kept, so a resumed run skips it and the
+    stats count it, with the reason."""
+    return {'key': sample.key, 'qm9_index': sample.qm9_index, 'smiles': sample.smiles,
+            'conformer': sample.conformer, 'elements': list(sample.elements),
+            'coords_bohr': np.asarray(sample.coords_angstrom) / 0.52917721092,
+            'charge': sample.charge, 'spin': sample.spin, 'basis': basis, 'xc': xc,
+            'converged': False, 'error': f'{type(err).__name__}: {err}', 'minao_cycles': 0,
+            'minao_wall_s': 0.0, 'code_version': __version__}
+
+
 def level_name(xc, basis=BASIS):
     return f'{xc.lower()}_{basis.lower().replace("-", "")}'
 
@@ -130,8 +141,13 @@ def generate_samples(folder, samples, xc, basis=BASIS, workers=None, scheduler=N
             client, cluster = _client(scheduler, workers)
             futures = client.map(reference_calculation, todo, xc=xc, basis=basis,
                                  conv_tol=conv_tol, pure=False)
+            by_key = {f.key: s for f, s in zip(futures, todo)}
             for fut in as_completed(futures):
-                rec = fut.result()
+                try:
+                    rec = fut.result()
+                except Exception as err:          # one molecule failing stops nothing else
+                    rec = failure_record(by_key[fut.key], xc, basis, err)
+                    bar.write(f"{rec['key']}: failed ({rec['error']})")
                 writer.add(rec)
                 fut.release()
                 bar.set_postfix_str(f"{rec['key']} {rec['minao_cycles']} cyc "

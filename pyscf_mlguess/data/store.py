@@ -81,8 +81,11 @@ def write_records(path, records):
             f.attrs['format_version'] = FORMAT_VERSION
             f.attrs['orbital_quantum'] = ORBITAL_QUANTUM
             flat = np.concatenate(blocks) if blocks else np.zeros(0, np.int32)
-            f.create_dataset('orbitals', data=flat, compression='gzip', compression_opts=9,
-                             shuffle=True, chunks=(max(1, min(len(flat), 1 << 20)),))
+            if len(flat):
+                f.create_dataset('orbitals', data=flat, compression='gzip', compression_opts=9,
+                                 shuffle=True, chunks=(min(len(flat), 1 << 20),))
+            else:                     # only failed samples: nothing to compress
+                f.create_dataset('orbitals', data=flat)
             text = np.frombuffer(json.dumps(metas).encode(), dtype=np.uint8)
             f.create_dataset('meta', data=text, compression='gzip', compression_opts=9)
         os.chmod(tmp, 0o644)          # mkstemp makes it private; shards are ordinary files
