@@ -54,13 +54,20 @@ class ZeroPredictor:
         return 'ZeroPredictor()'
 
 
+def xc_family(xc, spin=0):
+    """'pbe' for LDA/GGA/meta-GGA functionals, 'b3lyp' for hybrids and 'hf'."""
+    from pyscf import dft
+    omega, alpha, hyb = dft.numint.NumInt().rsh_and_hybrid_coeff(xc, spin=spin)
+    return HYBRID_FAMILY if (hyb or alpha) else PURE_FAMILY
+
+
 def weights_family(mf):
-    """'pbe' for LDA/GGA/meta-GGA objects, 'b3lyp' for hybrids and Hartree-Fock."""
+    """The weights family of an SCF object: :func:`xc_family` of its functional; Hartree-Fock
+    objects are hybrids."""
     from pyscf import dft
     if not isinstance(mf, dft.rks.KohnShamDFT):
         return HYBRID_FAMILY
-    omega, alpha, hyb = mf._numint.rsh_and_hybrid_coeff(mf.xc, spin=mf.mol.spin)
-    return HYBRID_FAMILY if (hyb or alpha) else PURE_FAMILY
+    return xc_family(mf.xc, spin=mf.mol.spin)
 
 
 def find_weights(family, path=None):

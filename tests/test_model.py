@@ -128,16 +128,10 @@ def test_hybrids_look_for_the_b3lyp_weights(tmp_path, net, water, monkeypatch):
         model.load_predictor(dft.RKS(water, xc='b3lyp'))
 
 
-def test_shipped_weights_must_be_in_the_hash_table(tmp_path, net, monkeypatch):
+def test_shipped_weights_must_be_in_the_hash_table(tmp_path, net, water, monkeypatch):
     path = _write(tmp_path, net)
     monkeypatch.setattr(model, 'find_weights', lambda family, p=None: str(path))
     monkeypatch.setattr(model, '_shipped_hashes', lambda: {'pbe.pt': '1' * 64})
     monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
     with pytest.raises(RuntimeError, match='SHA-256'):
-        model.load_predictor(dft.RKS(gto_water(), xc='pbe'))
-
-
-def gto_water():
-    from pyscf import gto
-    from conftest import WATER
-    return gto.M(atom=WATER, basis='def2-svp', verbose=0)
+        model.load_predictor(dft.RKS(water, xc='pbe'))

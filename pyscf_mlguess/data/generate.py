@@ -12,6 +12,7 @@ import signal
 import time
 
 import numpy as np
+from pyscf.lib import param
 
 from pyscf_mlguess import __version__
 from pyscf_mlguess.data import qm9, store
@@ -88,7 +89,7 @@ def failure_record(sample, xc, basis, err):
     stats count it, with the reason."""
     return {'key': sample.key, 'qm9_index': sample.qm9_index, 'smiles': sample.smiles,
             'conformer': sample.conformer, 'elements': list(sample.elements),
-            'coords_bohr': np.asarray(sample.coords_angstrom) / 0.52917721092,
+            'coords_bohr': np.asarray(sample.coords_angstrom) / param.BOHR,
             'charge': sample.charge, 'spin': sample.spin, 'basis': basis, 'xc': xc,
             'converged': False, 'error': f'{type(err).__name__}: {err}', 'minao_cycles': 0,
             'minao_wall_s': 0.0, 'code_version': __version__}

@@ -96,9 +96,10 @@ def write_records(path, records):
         raise
 
 
-def read_file(path, orbitals=True):
+def read_file(path, orbitals=True, quantized=False):
     """All records of one shard (or pending) file.  ``mo_occ_coeff`` comes back as float64
-    coefficients (not yet re-orthonormalised) and ``coords_bohr`` as an array."""
+    coefficients (not yet re-orthonormalised), or with ``quantized`` as the stored int32
+    multiples of the quantum; ``coords_bohr`` as an array."""
     with h5py.File(path, 'r') as f:
         metas = json.loads(f['meta'][()].tobytes().decode())
         quantum = float(f.attrs['orbital_quantum'])
@@ -108,7 +109,8 @@ def read_file(path, orbitals=True):
         if orbitals and 'orbital_offset' in meta:
             n0, shape = meta['orbital_offset'], meta['orbital_shape']
             block = flat[n0:n0 + shape[0] * shape[1]].reshape(shape)
-            meta['mo_occ_coeff'] = block * quantum
+            meta['mo_occ_coeff'] = block if quantized else block * quantum
+            del meta['orbital_offset'], meta['orbital_shape']
     return metas
 
 
@@ -158,15 +160,7 @@ class ShardWriter:
         pending = self.pending_files()
         if not pending:
             return None
-        records = []
-        with h5py.File(pending[0], 'r') as f:
-            quantum = float(f.attrs['orbital_quantum'])
-        for p in pending:
-            for rec in read_file(p):
-                if 'mo_occ_coeff' in rec:
-                    rec['mo_occ_coeff'] = np.round(rec['mo_occ_coeff'] / quantum).astype(np.int32)
-                    del rec['orbital_offset'], rec['orbital_shape']
-                records.append(rec)
+        records = [rec for p in pending for rec in read_file(p, quantized=True)]
         shards = self.shards()
         number = int(os.path.basename(shards[-1])[6:11]) + 1 if shards else 0
         path = os.path.join(self.folder, f'shard-{number:05d}.h5')

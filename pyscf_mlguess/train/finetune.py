@@ -19,7 +19,7 @@ import torch
 
 from pyscf_mlguess.data import generate, qm9
 from pyscf_mlguess.data.dataset import DensityDataset
-from pyscf_mlguess.model import PURE_FAMILY, HYBRID_FAMILY, find_weights, load_weights
+from pyscf_mlguess.model import find_weights, load_weights, xc_family
 from pyscf_mlguess.train.loop import evaluate, train
 
 HOLDOUT_FRACTION = 0.25
@@ -52,14 +52,6 @@ def is_held_out(name, fraction=HOLDOUT_FRACTION):
     return qm9._unit_hash(f'finetune-holdout:{name}') < fraction
 
 
-def family_of(xc):
-    from pyscf import dft
-    if xc.lower() == 'hf':
-        return HYBRID_FAMILY
-    omega, alpha, hyb = dft.numint.NumInt().rsh_and_hybrid_coeff(xc)
-    return HYBRID_FAMILY if (hyb or alpha) else PURE_FAMILY
-
-
 def finetune(molecules, out, xc='pbe', weights=None, basis=generate.BASIS, workers=None,
              scheduler=None, epochs=5, steps_per_epoch=100, lr=5e-4, progress=True, **kwargs):
     """Generate references for ``molecules`` (a folder of .xyz), fine-tune, report.
@@ -81,7 +73,7 @@ def finetune(molecules, out, xc='pbe', weights=None, basis=generate.BASIS, worke
     for part, items in parts.items():
         generate.generate_samples(folders[part], items, xc, basis, workers, scheduler,
                                   progress=progress, desc=f'references ({part})')
-    start = weights or find_weights(family_of(xc))
+    start = weights or find_weights(xc_family(xc))
     base, meta = load_weights(start)
     holdout = DensityDataset(folders['holdout'], meta['output_spacing'], meta['margin'],
                              base.upsample, cache_dir=kwargs.get('cache_dir'))

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from pyscf_mlguess.data.dataset import DensityDataset
-from pyscf_mlguess.model import DensitySR, conserve_charge, predict_tiled, save_weights
+from pyscf_mlguess.model import (DensitySR, conserve_charge, load_weights, predict_tiled,
+                                 save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -111,13 +112,11 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     rank, world = _setup_distributed()
     device = _device(rank, device)
     os.makedirs(out, exist_ok=True)
-    arch = dict(arch or {})
     torch.manual_seed(seed)
-    model = DensitySR(**arch)
     if init_weights is not None:              # fine-tuning starts from existing weights
-        blob = torch.load(init_weights, map_location='cpu', weights_only=True)
-        model = DensitySR(**blob['arch'])
-        model.load_state_dict(blob['state_dict'])
+        model = load_weights(init_weights)[0]
+    else:
+        model = DensitySR(**(arch or {}))
     arch = model.arch
     upsample = model.upsample
     model.to(device)
