@@ -4,6 +4,7 @@
     pyscf-mlguess data stats --json [--root data]
     pyscf-mlguess train --train data/pbe_def2svp/train --valid data/pbe_def2svp/valid --out runs/pbe
     pyscf-mlguess finetune --molecules my_xyz/ --xc pbe --out runs/mine
+    pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe.pt
 """
 
 import argparse
@@ -54,6 +55,12 @@ def _finetune(args):
                       steps_per_epoch=args.steps, lr=args.lr, cache_dir=args.cache,
                       device=args.device)
     print(json.dumps(report, indent=1))
+
+
+def _release(args):
+    from pyscf_mlguess.train.release import release
+    summary = release(args.weights, args.test, args.out, max_samples=args.max_samples)
+    print(json.dumps(summary, indent=1))
 
 
 def build_parser():
@@ -121,6 +128,15 @@ def build_parser():
     f.add_argument('--cache', default=None)
     f.add_argument('--device', default=None)
     f.set_defaults(func=_finetune)
+
+    r = sub.add_parser('release', help='measure trained weights on the test split and write '
+                       'the shipped file with its SHA-256 line')
+    r.add_argument('weights', help='trained weights, e.g. runs/pbe/weights.pt')
+    r.add_argument('--test', nargs='+', required=True, help='test folders, e.g. '
+                   'data/pbe_def2svp/test')
+    r.add_argument('--out', required=True, help='e.g. weights/pbe.pt')
+    r.add_argument('--max-samples', type=int, default=None)
+    r.set_defaults(func=_release)
     return p
 
 

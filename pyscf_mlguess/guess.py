@@ -15,6 +15,8 @@ Attributes added to every SCF object (declared in ``_keys``):
     :mod:`pyscf_mlguess.config`.
 ``mlsr_exchange``
     Treatment of exact exchange in the projection (:mod:`pyscf_mlguess.project`).
+``mlsr_timings``
+    Set by the guess: wall seconds of its stages, ``{'grid', 'model', 'projection', 'total'}``.
 """
 
 from pyscf import lib
@@ -33,6 +35,7 @@ _MLSR_ATTRIBUTES = {
     'mlsr_grid_spacing': None,
     'mlsr_grid_margin': None,
     'mlsr_exchange': config.EXCHANGE,
+    'mlsr_timings': None,
 }
 
 
@@ -91,6 +94,7 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, **kwargs):
         return mf.init_guess_by_1e(mol)
     _check_input(mf, mol)
     t0 = t1 = (logger.process_clock(), logger.perf_counter())
+    wall0 = logger.perf_counter()
     predictor = _resolve_predictor(mf, predictor)
     logger.info(mf, 'Initial guess from mlsr (machine-learned density), predictor %s', predictor)
     nghost = sum(1 for ia in range(mol.natm) if mol.atom_charge(ia) == 0)
@@ -103,14 +107,19 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, **kwargs):
     log_grid(mf, grid)
     dm_sad = sad_density_matrix(mol)[0]
     rho_sad = sad_density_on_grid(mol, grid, dm_sad)
+    wall1 = logger.perf_counter()
     t1 = logger.timer(mf, 'mlsr SAD density on the box', *t1)
     delta_rho, out_grid = predictor(mol, grid, rho_sad)
+    wall2 = logger.perf_counter()
     t1 = logger.timer(mf, 'mlsr predictor', *t1)
     dm = project_density(mf, delta_rho, out_grid, dm_sad, exchange=mf.mlsr_exchange, mol=mol,
                          s1e=s1e)
     if mf.istype('UHF'):
         # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
         dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)
+    wall3 = logger.perf_counter()
+    mf.mlsr_timings = {'grid': wall1 - wall0, 'model': wall2 - wall1,
+                       'projection': wall3 - wall2, 'total': wall3 - wall0}
     logger.timer(mf, 'mlsr initial guess', *t0)
     return dm
 

@@ -315,8 +315,9 @@ class CNNPredictor:
                 f"device={self.device})")
 
 
-def load_predictor(mf, path=None):
-    """The pretrained predictor for ``mf``'s functional (see :func:`weights_family`).
+def load_predictor(mf, path=None, device=None):
+    """The pretrained predictor for ``mf``'s functional (see :func:`weights_family`), on
+    ``device`` (default :func:`default_device`).
 
     Shipped weights are checked against the package's SHA-256 table; weights given by path or
     ``$PYSCF_MLGUESS_WEIGHTS`` are the user's own and are loaded as they are.
@@ -328,4 +329,4 @@ def load_predictor(mf, path=None):
         expected = _shipped_hashes().get(os.path.basename(target))
         if expected is None:
             raise RuntimeError(f'{target} is not listed in the package SHA256SUMS table.')
-    return CNNPredictor.from_file(target, expected)
+    return CNNPredictor.from_file(target, expected, device=device)

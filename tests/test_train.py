@@ -102,3 +102,26 @@ def test_open_shell_references_are_refused():
                    spin=1, name='nh2')
     with pytest.raises(ValueError, match='open-shell'):
         generate.reference_calculation(s, 'pbe', threads=0)
+
+
+def test_release_measures_and_writes_the_hash_line(water_set, tmp_path):
+    from pyscf_mlguess.train.release import release
+    folder, cache = water_set
+    run = tmp_path / 'run'
+    train([folder], [folder], str(run), epochs=1, cache_dir=cache, **SMALL)
+    out = tmp_path / 'weights' / 'pbe.pt'
+    summary = release(str(run / 'weights.pt'), [folder], str(out), progress=False)
+    assert summary['samples'] == 1
+    # every density is some distance from the converged one, the guesses most of all
+    for key in ('nmae_sad', 'nmae_minao', 'nmae_model', 'nmae_mlsr_guess'):
+        assert 0 < summary[key] < 0.2
+    net, meta = model.load_weights(out, expected_sha256=model.sha256_of(out))
+    assert meta['test']['nmae_model'] == summary['nmae_model']
+    assert meta['dataset'].startswith('1 shards, sha256:')
+    lines = (out.parent / 'SHA256SUMS').read_text().splitlines()
+    assert lines[-1] == f'{model.sha256_of(out)}  pbe.pt'
+    release(str(run / 'weights.pt'), [folder], str(out), progress=False)   # replaces its line
+    assert sum(ln.endswith('pbe.pt') for ln in
+               (out.parent / 'SHA256SUMS').read_text().splitlines()) == 1
+    rows = json.loads((tmp_path / 'weights' / 'pbe.test.json').read_text())['rows']
+    assert set(rows[0]['mlsr_timings']) == {'grid', 'model', 'projection', 'total'}

@@ -1,0 +1,107 @@
+"""Release trained weights: measure them on the held-out test split and write the shipped file.
+
+    pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe.pt
+
+For every test sample, against the converged density (the stored reference orbitals):
+
+* on the model's own boxes (the target grid, as in validation): NMAE of the SAD density and of
+  SAD + the predicted delta_rho;
+* on PySCF's default integration grid (all-electron, Becke weights): NMAE of the SAD density
+  matrix, of the minao guess, of the model density (SAD + the predicted delta_rho, interpolated
+  as the projection does) and of the 'mlsr' guess (the projected, idempotent density matrix).
+
+The means go into the weights' metadata (``test``) together with the dataset's identity (its
+shard files' SHA-256), and the file is written with its line in the folder's ``SHA256SUMS``.
+A per-sample table is written next to it as ``<name>.test.json``.
+"""
+
+import datetime
+import glob
+import hashlib
+import json
+import os
+
+import numpy
+
+from pyscf_mlguess.data import store
+from pyscf_mlguess.data.dataset import DensityDataset, molecule_of
+from pyscf_mlguess.model import CNNPredictor, load_weights, save_weights, sha256_of
+
+SUMS = 'SHA256SUMS'
+
+
+def dataset_identity(folders):
+    """'<n> shards, sha256:<digest>' over the shard files of ``folders`` (sorted)."""
+    h = hashlib.sha256()
+    shards = sorted(p for f in folders for p in glob.glob(os.path.join(f, store.SHARD_GLOB)))
+    for path in shards:
+        h.update(os.path.basename(path).encode())
+        h.update(sha256_of(path).encode())
+    return f'{len(shards)} shards, sha256:{h.hexdigest()[:16]}'
+
+
+def measure_sample(record, predictor):
+    """Integration-grid NMAEs of one test sample (see the module docstring)."""
+    from pyscf import dft
+    from pyscf_mlguess.grid import make_grid, sad_density_matrix, sad_density_on_grid
+    from pyscf_mlguess.guess import init_guess_by_mlsr
+    from pyscf_mlguess.metrics import default_grids, density_nmae
+    from pyscf_mlguess.project import GridDensityCorrection
+    mol = molecule_of(record)
+    dm_ref = store.density_matrix_from_orbitals(record['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+    mf = dft.RKS(mol, xc=record['xc'])
+    grids = default_grids(mol, mf.grids)
+    dm_sad = sad_density_matrix(mol)[0]
+    grid = make_grid(mol, predictor.grid_spacing, predictor.grid_margin)
+    delta, out_grid = predictor(mol, grid, sad_density_on_grid(mol, grid, dm_sad))
+    correction = GridDensityCorrection(delta, out_grid)
+    dm_mlsr = init_guess_by_mlsr(mf, predictor=predictor)
+    return {'key': record['key'], 'nao': mol.nao,
+            'sad': density_nmae(mol, dm_sad, dm_ref, grids),
+            'minao': density_nmae(mol, mf.init_guess_by_minao(mol), dm_ref, grids),
+            'model': density_nmae(mol, dm_sad, dm_ref, grids, correction),
+            'mlsr_guess': density_nmae(mol, dm_mlsr, dm_ref, grids),
+            'mlsr_timings': mf.mlsr_timings}
+
+
+def update_sums(folder, name, digest):
+    """Put ``<digest>  <name>`` into ``folder/SHA256SUMS`` (replacing an older line)."""
+    path = os.path.join(folder, SUMS)
+    lines = open(path).read().splitlines() if os.path.exists(path) else [
+        '# SHA-256 of the shipped weights, checked before loading: <sha256>  <file>']
+    lines = [ln for ln in lines if ln.startswith('#') or ln.split()[-1:] != [name]]
+    lines.append(f'{digest}  {name}')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def release(weights, test_folders, out, max_samples=None, progress=True):
+    """Measure ``weights`` on ``test_folders`` and write the release file ``out``."""
+    from tqdm import tqdm
+    from pyscf_mlguess.train.loop import evaluate
+    model, meta = load_weights(weights)
+    predictor = CNNPredictor(model, meta, device='cpu')
+    test = DensityDataset(test_folders, meta['output_spacing'], meta['margin'], model.upsample)
+    if max_samples is not None:
+        test.records = test.records[:max_samples]
+    if not len(test):
+        raise ValueError(f'no converged test samples in {test_folders}')
+    rows = [measure_sample(rec, predictor)
+            for rec in tqdm(test.records, desc='test samples', disable=not progress)]
+    box_model, box_sad = evaluate(model, test, 'cpu')
+    summary = {'samples': len(rows), 'box_nmae_model': box_model, 'box_nmae_sad': box_sad}
+    for k in ('sad', 'minao', 'model', 'mlsr_guess'):
+        values = [r[k] for r in rows]
+        summary[f'nmae_{k}'] = float(numpy.mean(values))
+        summary[f'nmae_{k}_median'] = float(numpy.median(values))
+    summary['folders'] = [str(f) for f in test_folders]
+    meta = dict(meta, test=summary, released=datetime.date.today().isoformat(),
+                dataset=dataset_identity(meta.get('train_folders', [])))
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    save_weights(out, model, meta)
+    update_sums(folder, os.path.basename(out), sha256_of(out))
+    stem = os.path.splitext(out)[0]
+    with open(stem + '.test.json', 'w') as f:
+        json.dump({'summary': summary, 'rows': rows}, f, indent=1)
+    return summary

@@ -1,0 +1,96 @@
+"""benchmarks/run_scf.py: two molecules and two guesses end to end, resume, bad input, Dask."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+from conftest import WATER
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def run_scf():
+    spec = importlib.util.spec_from_file_location('run_scf', ROOT / 'benchmarks' / 'run_scf.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _xyz(folder, name, atoms, comment=''):
+    lines = [a.split() for a in atoms.split(';')]
+    text = f'{len(lines)}\n{comment}\n' + '\n'.join(' '.join(a) for a in lines) + '\n'
+    (folder / f'{name}.xyz').write_text(text)
+
+
+@pytest.fixture
+def molecules(tmp_path):
+    folder = tmp_path / 'molecules'
+    folder.mkdir()
+    _xyz(folder, 'water', WATER)
+    _xyz(folder, 'oh_radical', 'O 0 0 0; H 0 0 0.97', 'charge=0 spin=1')
+    return folder
+
+
+def test_two_molecules_two_guesses(run_scf, molecules, tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'out'
+    argv = ['--molecules', str(molecules), '--guesses', 'minao,atom', '--out', str(out),
+            '--workers', '0', '--basis', 'sto-3g']
+    records = run_scf.main(argv)
+    assert len(records) == 4
+    for rec in records:
+        assert rec['converged'] and rec['delta_e'] < 1e-6 and rec['cycles'] > 0
+        assert rec['guess_nmae'] > 0 and rec['total_s'] >= rec['scf_s']
+    minao = {r['molecule']: r for r in records if r['guess'] == 'minao'}
+    assert minao['water']['delta_e'] == 0 and minao['oh_radical']['nao'] == 6
+    printed = capsys.readouterr().out
+    assert printed.strip() == (out / 'results.md').read_text().strip()
+    assert '| minao | 2 |' in printed and '| atom | 2 |' in printed
+    assert (out / 'pbe_sto-3g.png').exists()
+    # a second run finds everything done and computes nothing
+    monkeypatch.setattr(run_scf, 'run_molecule', lambda *a, **k: pytest.fail('recomputed'))
+    again = run_scf.main(argv + ['--no-plots'])
+    assert sorted(map(run_scf._key, again)) == sorted(map(run_scf._key, records))
+
+
+def test_bad_input_is_reported_per_molecule(run_scf, molecules, tmp_path):
+    (molecules / 'broken.xyz').write_text('not a number\n\n')
+    _xyz(molecules, 'unobtainium', 'Xq 0 0 0')
+    out = tmp_path / 'out'
+    records = run_scf.main(['--molecules', str(molecules), '--guesses', 'minao,nonsense',
+                            '--out', str(out), '--workers', '0', '--basis', 'sto-3g',
+                            '--no-plots'])
+    by = {(r['molecule'], r['guess']): r for r in records}
+    assert 'unreadable' in by['broken', 'minao']['error']
+    assert 'molecule' in by['unobtainium', 'minao']['error']
+    assert "no 'nonsense' initial guess" in by['water', 'nonsense']['error']
+    assert by['water', 'minao']['converged']
+    text = (out / 'results.md').read_text()
+    assert '- broken / minao: unreadable' in text
+
+
+def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, monkeypatch):
+    import torch
+    from pyscf_mlguess import config, model
+    torch.manual_seed(0)
+    net = model.DensitySR(channels=4, blocks=1, up_channels=2)
+    meta = {'xc': 'pbe', 'input_spacing': 0.4, 'output_spacing': 0.2, 'margin': 3.0}
+    model.save_weights(tmp_path / 'pbe.pt', net, meta)
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
+    recs = run_scf.run_molecule('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
+                                'def2-svp', ['minao', 'mlsr'])
+    ml = recs[1]
+    assert ml['converged'] and ml['delta_e'] < 1e-6
+    assert ml['grid_s'] > 0 and ml['model_s'] > 0 and ml['projection_s'] > 0
+    text = run_scf.summarize(recs, ['minao', 'mlsr'])
+    assert 'mlsr against each guess' in text and '| minao | 1 |' in text
+
+
+def test_dask_local_cluster(run_scf, molecules, tmp_path):
+    records = run_scf.run(run_scf.load_molecules(str(molecules)), ['pbe'], ['sto-3g'],
+                          ['minao', 'atom'], tmp_path, workers=2, progress=False)
+    assert len(records) == 4 and all(r['parallel'] for r in records)
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    assert saved['parallel'] and len(saved['records']) == 4
