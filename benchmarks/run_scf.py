@@ -76,7 +76,8 @@ def _has_guess(mf, guess):
     return guess == 'mlsr' or hasattr(mf, f'init_guess_by_{key}')
 
 
-def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None):
+def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
+                 weights=None):
     """Records (dicts) of every guess for one molecule, functional and basis."""
     base = {'molecule': name, 'xc': xc, 'basis': basis}
     if isinstance(entry, str):
@@ -106,9 +107,9 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         mf = fresh()
         if not _has_guess(mf, guess):
             return dict(base, guess=guess, error=f'PySCF has no {guess!r} initial guess'), None
-        if guess == 'mlsr' and device is not None:
+        if guess == 'mlsr' and (device is not None or weights is not None):
             from pyscf_mlguess.model import load_predictor
-            mf.mlsr_predictor = load_predictor(mf, device=device)
+            mf.mlsr_predictor = load_predictor(mf, weights, device=device)
         t0 = time.perf_counter()
         try:
             dm0 = mf.get_init_guess(key=guess)
@@ -156,7 +157,7 @@ def _save(path, info, records):
 
 
 def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
-        max_cycle=None, device=None, progress=True):
+        max_cycle=None, device=None, weights=None, progress=True):
     """Run what ``out/results.json`` does not hold yet; returns all its records."""
     from tqdm import tqdm
     out = pathlib.Path(out)
@@ -171,7 +172,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     info = {'python': sys.version.split()[0], 'cpu_count': os.cpu_count(),
             'parallel': parallel, 'workers': None if scheduler else workers,
             'scheduler': scheduler, 'conv_tol': conv_tol, 'max_cycle': max_cycle,
-            'device': device}
+            'device': device, 'weights': weights}
     bar = tqdm(total=len(tasks), unit='task', disable=not progress)
 
     def finish(recs):
@@ -182,7 +183,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
         bar.update()
         bar.set_postfix_str(recs[0]['molecule'])
 
-    kwargs = dict(conv_tol=conv_tol, max_cycle=max_cycle, device=device)
+    kwargs = dict(conv_tol=conv_tol, max_cycle=max_cycle, device=device, weights=weights)
     if not parallel:
         for name, entry, xc, basis, todo in tasks:
             finish(_guarded(name, entry, xc, basis, todo, **kwargs))
@@ -341,6 +342,8 @@ def main(argv=None):
     parser.add_argument('--workers', type=int, default=1,
                         help='local worker processes (0: one by one in this process)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], help='where the mlsr model runs')
+    parser.add_argument('--weights', help='mlsr weights file or folder (default: the shipped '
+                        'ones, or $PYSCF_MLGUESS_WEIGHTS)')
     parser.add_argument('--conv-tol', type=float)
     parser.add_argument('--max-cycle', type=int)
     parser.add_argument('--no-plots', action='store_true')
@@ -352,7 +355,7 @@ def main(argv=None):
     molecules = load_molecules(args.molecules, args.n)
     records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
                   scheduler=args.scheduler, conv_tol=args.conv_tol, max_cycle=args.max_cycle,
-                  device=args.device)
+                  device=args.device, weights=args.weights)
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}
     records = [r for r in records if (r['molecule'], r['xc'], r['basis']) in wanted]
     parallel = args.scheduler is not None or args.workers > 1

@@ -91,9 +91,9 @@ def find_weights(family, path=None):
             return target
     raise WeightsNotFoundError(
         f"No pretrained mlsr weights for the {family.upper()} family (searched: "
-        f"{', '.join(searched)}). This release ships no trained model yet, so "
-        f"init_guess='mlsr' cannot run; set mf.mlsr_predictor to a predictor of your own, or "
-        f"point ${config.WEIGHTS_ENV} to a weights file.")
+        f"{', '.join(searched)}), so init_guess='mlsr' cannot run; set mf.mlsr_predictor to "
+        f"a weights file or a predictor of your own, or point ${config.WEIGHTS_ENV} to a "
+        f"weights file or folder.")
 
 
 # ----------------------------------------------------------------------------- the network
@@ -139,14 +139,23 @@ class DensitySR(nn.Module):
 
     The input transform (log of the density) and the output scale are part of the module, so
     the weights file alone defines the map from e/Bohr^3 to e/Bohr^3.
+
+    The output is gated by the SAD density, ``rho / (rho + gate_density)`` of each input voxel
+    (so 1 wherever there are electrons and falling linearly with the density in the tails):
+    without it, the network's small constant output in the vacuum, summed over a box that is
+    mostly vacuum, was the largest single error after training (measured: 0.03 NMAE of a
+    validation molecule from voxels where the SAD density is below 1e-6).  ``gate_density=0``
+    turns the gate off.
     """
 
     def __init__(self, channels=16, blocks=4, kernel=3, head_kernel=5, upsample=2,
-                 up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05):
+                 up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05,
+                 gate_density=1e-3):
         super().__init__()
         self.arch = dict(channels=channels, blocks=blocks, kernel=kernel, head_kernel=head_kernel,
                          upsample=upsample, up_channels=up_channels, res_scale=res_scale,
-                         density_floor=density_floor, output_scale=output_scale)
+                         density_floor=density_floor, output_scale=output_scale,
+                         gate_density=gate_density)
         self.head = nn.Sequential(_conv(1, channels, head_kernel), nn.PReLU(channels))
         self.body = nn.Sequential(*[ResidualBlock(channels, kernel, res_scale)
                                     for _ in range(blocks)],
@@ -165,6 +174,7 @@ class DensitySR(nn.Module):
         self.upsample = int(upsample)
         self.register_buffer('density_floor', torch.tensor(float(density_floor)))
         self.register_buffer('output_scale', torch.tensor(float(output_scale)))
+        self.gate_density = float(gate_density)
 
     @property
     def receptive_radius(self):
@@ -185,7 +195,14 @@ class DensitySR(nn.Module):
         """rho_sad: (N, 1, D, H, W) e/Bohr^3 -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3."""
         h = self.head(self.features(rho_sad))
         h = h + self.body(h)
-        return self.tail(self.up(h)) * self.output_scale
+        out = self.tail(self.up(h)) * self.output_scale
+        if self.gate_density > 0:
+            rho = rho_sad.clamp(min=0)
+            gate = rho / (rho + self.gate_density)
+            for axis in range(-3, 0):
+                gate = gate.repeat_interleave(self.upsample, dim=axis)
+            out = out * gate
+        return out
 
 
 def conserve_charge(delta_rho, rho_sad):

@@ -135,3 +135,19 @@ def test_shipped_weights_must_be_in_the_hash_table(tmp_path, net, water, monkeyp
     monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
     with pytest.raises(RuntimeError, match='SHA-256'):
         model.load_predictor(dft.RKS(water, xc='pbe'))
+
+
+def test_output_vanishes_where_the_sad_density_does():
+    torch.manual_seed(1)
+    net = model.DensitySR(channels=4, blocks=1, up_channels=2)
+    torch.nn.init.constant_(net.tail.bias, 1.0)        # a network that is all offset
+    rho = torch.zeros(12, 12, 12, dtype=torch.float32)
+    rho[4:8, 4:8, 4:8] = 0.5
+    with torch.no_grad():
+        out = net(rho[None, None])[0, 0]
+    vacuum = rho.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2) == 0
+    assert torch.all(out[vacuum] == 0) and torch.all(out[~vacuum] != 0)
+    ungated = model.DensitySR(channels=4, blocks=1, up_channels=2, gate_density=0)
+    ungated.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert torch.all(ungated(rho[None, None])[0, 0][vacuum] != 0)
