@@ -2,6 +2,7 @@
 
     python benchmarks/make_molecules.py oracle
     python benchmarks/make_molecules.py finetune
+    python benchmarks/make_molecules.py drugs
 
 Geometries are committed; this script documents and reproduces them (fixed random seed).
 """
@@ -69,6 +70,34 @@ SETS = {
         'trimethyloxonium': 'C[O+](C)C', 'methylpyridinium': 'C[n+]1ccccc1',
         'glycine_cation': '[NH3+]CC(=O)O',
     },
+    # Larger drug-like molecules (15-37 heavy atoms, H C N O only) for run_scf.py's 'drugs'
+    # set: how the savings and the guess's cost scale with size.
+    'drugs': {
+        'ibuprofen': 'CC(C)Cc1ccc(cc1)C(C)C(=O)O',
+        'naproxen': 'COc1ccc2cc(ccc2c1)[C@H](C)C(=O)O',
+        'melatonin': 'CC(=O)NCCc1c[nH]c2ccc(OC)cc12',
+        'lidocaine': 'CCN(CC)CC(=O)Nc1c(C)cccc1C',
+        'procaine': 'CCN(CC)CCOC(=O)c1ccc(N)cc1',
+        'diphenhydramine': 'CN(C)CCOC(c1ccccc1)c1ccccc1',
+        'propranolol': 'CC(C)NCC(O)COc1cccc2ccccc12',
+        'tryptophan': 'N[C@@H](Cc1c[nH]c2ccccc12)C(=O)O',
+        'acyclovir': 'Nc1nc2n(COCCO)cnc2c(=O)[nH]1',
+        'atenolol': 'CC(C)NCC(O)COc1ccc(CC(N)=O)cc1',
+        'metoprolol': 'COCCc1ccc(OCC(O)CNC(C)C)cc1',
+        'estradiol': 'C[C@]12CC[C@H]3[C@@H](CCc4cc(O)ccc34)[C@@H]1CC[C@@H]2O',
+        'testosterone': 'C[C@]12CC[C@H]3[C@@H](CCC4=CC(=O)CC[C@]34C)[C@@H]1CC[C@@H]2O',
+        'morphine': 'CN1CC[C@]23c4c5ccc(O)c4O[C@H]2[C@@H](O)C=C[C@H]3[C@H]1C5',
+        'cocaine': 'COC(=O)[C@H]1[C@@H](OC(=O)c2ccccc2)C[C@@H]2CC[C@H]1N2C',
+        'oseltamivir': 'CCOC(=O)C1=C[C@@H](OC(CC)CC)[C@H](NC(C)=O)[C@@H](N)C1',
+        'warfarin': 'CC(=O)CC(c1ccccc1)c1c(O)c2ccccc2oc1=O',
+        'quinine': 'COc1ccc2nccc([C@@H](O)[C@H]3C[C@@H]4CCN3C[C@@H]4C=C)c2c1',
+        'nifedipine': 'COC(=O)C1=C(C)NC(C)=C(C(=O)OC)C1c1ccccc1[N+](=O)[O-]',
+        'fentanyl': 'CCC(=O)N(c1ccccc1)C1CCN(CCc2ccccc2)CC1',
+        'tamoxifen': 'CC/C(=C(\\c1ccccc1)c1ccc(OCCN(C)C)cc1)c1ccccc1',
+        'donepezil': 'COc1cc2c(cc1OC)C(=O)C(CC1CCN(Cc3ccccc3)CC1)C2',
+        'verapamil': 'COc1ccc(CCN(C)CCCC(C#N)(C(C)C)c2ccc(OC)c(OC)c2)cc1OC',
+        'imatinib': 'Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1',
+    },
 }
 
 
@@ -80,7 +109,9 @@ def write_set(name, out_dir, seed=7):
     for mol_name, smiles in SETS[name].items():
         mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
         if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
-            raise RuntimeError(f'RDKit could not embed {mol_name} ({smiles})')
+            # cages may need random starting coordinates
+            if AllChem.EmbedMolecule(mol, randomSeed=seed, useRandomCoords=True) != 0:
+                raise RuntimeError(f'RDKit could not embed {mol_name} ({smiles})')
         AllChem.MMFFOptimizeMolecule(mol)
         block = Chem.MolToXYZBlock(mol).splitlines()
         charge = Chem.GetFormalCharge(mol)
