@@ -11,7 +11,7 @@ import pyscf_mlguess
 from pyscf_mlguess import WeightsNotFoundError, ZeroPredictor
 from pyscf_mlguess.oracle import OraclePredictor
 
-from conftest import NH2_RADICAL, WATER, assert_density_matrix, assert_same_energy
+from conftest import AMMONIA, NH2_RADICAL, WATER, assert_density_matrix, assert_same_energy
 
 CLASSES = {
     'RHF': scf.RHF, 'UHF': scf.UHF, 'ROHF': scf.ROHF,
@@ -53,10 +53,34 @@ def test_default_predictor_refuses_without_weights(water, monkeypatch, tmp_path)
         pyscf_mlguess.get_init_guess(mf)
 
 
-def test_shipped_weights_are_looked_for_by_default(water, monkeypatch):
+@pytest.mark.parametrize('xc, family', [('pbe', 'pbe'), ('b3lyp', 'b3lyp'), ('hf', 'b3lyp')])
+def test_shipped_weights_load_with_the_hash_check(water, monkeypatch, xc, family):
+    from pyscf_mlguess import model
     monkeypatch.delenv('PYSCF_MLGUESS_WEIGHTS', raising=False)
-    with pytest.raises(WeightsNotFoundError, match='weights'):
-        pyscf_mlguess.get_init_guess(dft.RKS(water, xc='pbe'))
+    mf = scf.RHF(water) if xc == 'hf' else dft.RKS(water, xc=xc)
+    predictor = model.load_predictor(mf)
+    assert predictor.source.endswith(f'{family}.pt')
+    assert model.sha256_of(predictor.source) == model._shipped_hashes()[f'{family}.pt']
+    meta = predictor.meta
+    assert meta['xc'] == family and meta['basis'] == 'def2-svp'
+    assert {'H', 'C', 'N', 'O'} <= set(meta['elements'])
+    assert 0 < meta['test']['nmae_model'] < meta['test']['nmae_sad']
+
+
+@pytest.mark.parametrize('atom', [WATER, AMMONIA], ids=['water', 'ammonia'])
+@pytest.mark.parametrize('xc', ['pbe', 'b3lyp'])
+def test_mlsr_with_the_shipped_weights(xc, atom, monkeypatch):
+    """The default 'mlsr' guess, on CPU, for two molecules: a valid density matrix, and the SCF
+    converges to the minao energy."""
+    monkeypatch.delenv('PYSCF_MLGUESS_WEIGHTS', raising=False)
+    mol = gto.M(atom=atom, basis='def2-svp', verbose=0)
+    ref = dft.RKS(mol, xc=xc).run()
+    mf = dft.RKS(mol, xc=xc)
+    mf.init_guess = 'mlsr'
+    assert_density_matrix(mf, mf.get_init_guess(key='mlsr'))
+    mf.kernel()
+    assert_same_energy(mf, ref.e_tot)
+    assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
 
 
 def test_module_function_and_dm0_route(water_pbe):
