@@ -347,18 +347,25 @@ def main(argv=None):
     parser.add_argument('--conv-tol', type=float)
     parser.add_argument('--max-cycle', type=int)
     parser.add_argument('--no-plots', action='store_true')
+    parser.add_argument('--report-only', action='store_true',
+                        help='rebuild results.md and the plots from results.json, run nothing')
     args = parser.parse_args(argv)
     split = [s.strip() for s in args.guesses.split(',') if s.strip()]
     guesses = ['minao'] + [g for g in split if g != 'minao']
     xcs = [s.strip().lower() for s in args.xc.split(',') if s.strip()]
     bases = [s.strip() for s in args.basis.split(',') if s.strip()]
     molecules = load_molecules(args.molecules, args.n)
-    records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
-                  scheduler=args.scheduler, conv_tol=args.conv_tol, max_cycle=args.max_cycle,
-                  device=args.device, weights=args.weights)
+    if args.report_only:
+        path = pathlib.Path(args.out) / 'results.json'
+        records = json.loads(path.read_text())['records'] if path.exists() else []
+        records = [r for r in records if r['guess'] in guesses]
+    else:
+        records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
+                      scheduler=args.scheduler, conv_tol=args.conv_tol,
+                      max_cycle=args.max_cycle, device=args.device, weights=args.weights)
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}
     records = [r for r in records if (r['molecule'], r['xc'], r['basis']) in wanted]
-    parallel = args.scheduler is not None or args.workers > 1
+    parallel = any(r.get('parallel') for r in records)
     text = summarize(records, guesses, parallel)
     (pathlib.Path(args.out) / 'results.md').write_text(text + '\n')
     print(text)
