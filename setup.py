@@ -24,11 +24,12 @@ setup(
         'scipy>=1.10',
     ],
     extras_require={
-        'bench': ['rdkit'],
+        # Benchmarks: molecule sets from SMILES, plots.
+        'bench': ['rdkit', 'matplotlib'] + TRAIN,
         # Training data and training: QM9 molecules, HDF5 shards, Dask workers, progress bars.
         'train': TRAIN,
-        # The tests cover the data pipeline too.
-        'test': ['pytest>=7'] + TRAIN,
+        # The tests cover the data pipeline and the benchmark driver (with its plots) too.
+        'test': ['pytest>=7', 'matplotlib'] + TRAIN,
     },
     entry_points={'console_scripts': ['pyscf-mlguess = pyscf_mlguess.cli:main']},
 )
