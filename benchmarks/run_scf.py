@@ -9,10 +9,12 @@ test split of the training data, in its fixed order; needs the ``train`` extra) 
 (larger drug-like molecules, ``benchmarks/molecules/drugs``).
 
 For every molecule, functional and basis, a minao run at the requested tolerance is the
-reference; then every guess runs on a fresh SCF object.  Each run records its cycles, whether it
+reference (kept in ``results.json``: a resumed run with new guesses does not repeat it); then
+every guess runs on a fresh SCF object.  Each run records its cycles, whether it
 converged, its energy and |dE| against the minao run, the guess and SCF wall times (the guess split
 into grid / model / projection for mlsr), the number of basis functions and the NMAE of the guess
-density against the converged one on PySCF's integration grid.  Results go to ``results.json``
+density against the converged one on PySCF's integration grid (the run's own when it reached the
+reference energy, else the minao run's).  Results go to ``results.json``
 after every finished molecule, so an interrupted run resumes; ``results.md`` (also printed) and
 the plots are rebuilt from it at the end.  Molecules run as independent Dask tasks (a local
 cluster of ``--workers`` single-threaded processes, or ``--scheduler ADDRESS``); ``--workers 0``
@@ -77,8 +79,14 @@ def _has_guess(mf, guess):
 
 
 def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
-                 weights=None):
-    """Records (dicts) of every guess for one molecule, functional and basis."""
+                 weights=None, reference=None):
+    """Records (dicts) of every guess for one molecule, functional and basis.
+
+    ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
+    is then the reference and the minao SCF is not repeated.  A guess's density NMAE is measured
+    against its own converged density when the run reached the reference energy, else against
+    the minao run's (which is then computed).
+    """
     base = {'molecule': name, 'xc': xc, 'basis': basis}
     if isinstance(entry, str):
         return [dict(base, guess=g, error=entry) for g in guesses]
@@ -124,18 +132,29 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
         return rec, (mf, dm0)
 
-    ref, ref_state = one('minao')
-    if 'error' in ref:
-        return [dict(base, guess=g, error=f'minao reference: {ref["error"]}') for g in guesses]
-    dm_ref = ref_state[0].make_rdm1()
+    ref_state = None
+    if reference is None or 'minao' in guesses:
+        reference, ref_state = one('minao')
+        if 'error' in reference:
+            return [dict(base, guess=g, error=f'minao reference: {reference["error"]}')
+                    for g in guesses]
+
+    def reference_dm():
+        nonlocal ref_state
+        if ref_state is None:
+            ref_state = one('minao')[1]
+        return ref_state[0].make_rdm1()
+
     out = []
     for guess in guesses:
-        rec, state = (ref, ref_state) if guess == 'minao' else one(guess)
+        rec, state = (reference, ref_state) if guess == 'minao' else one(guess)
         if state is not None:
-            rec['delta_e'] = abs(rec['e_tot'] - ref['e_tot'])
-            mf = state[0]
-            rec['guess_nmae'] = density_nmae(mol, state[1], dm_ref, getattr(mf, 'grids', None))
-            rec['reference_converged'] = ref['converged']
+            mf, dm0 = state
+            rec['delta_e'] = abs(rec['e_tot'] - reference['e_tot'])
+            same_state = rec['converged'] and rec['delta_e'] <= ENERGY_TOL
+            dm_conv = mf.make_rdm1() if same_state else reference_dm()
+            rec['guess_nmae'] = density_nmae(mol, dm0, dm_conv, getattr(mf, 'grids', None))
+            rec['reference_converged'] = reference['converged']
         out.append(rec)
     return out
 
@@ -165,7 +184,9 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     path = out / 'results.json'
     records = json.loads(path.read_text())['records'] if path.exists() else []
     done = {_key(r) for r in records}
-    tasks = [(name, entry, xc, basis, [g for g in guesses if (name, xc, basis, g) not in done])
+    minao = {_key(r)[:3]: r for r in records if r['guess'] == 'minao' and 'error' not in r}
+    tasks = [(name, entry, xc, basis, [g for g in guesses if (name, xc, basis, g) not in done],
+              minao.get((name, xc, basis)))
              for name, entry in molecules for xc in xcs for basis in bases]
     tasks = [t for t in tasks if t[4]]
     parallel = scheduler is not None or workers > 1
@@ -185,8 +206,8 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
 
     kwargs = dict(conv_tol=conv_tol, max_cycle=max_cycle, device=device, weights=weights)
     if not parallel:
-        for name, entry, xc, basis, todo in tasks:
-            finish(_guarded(name, entry, xc, basis, todo, **kwargs))
+        for task in tasks:
+            finish(_guarded(*task, **kwargs))
     else:
         from dask.distributed import Client, LocalCluster, as_completed
         cluster = None
@@ -206,9 +227,9 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     return records
 
 
-def _guarded(name, entry, xc, basis, guesses, **kwargs):
+def _guarded(name, entry, xc, basis, guesses, reference, **kwargs):
     try:
-        return run_molecule(name, entry, xc, basis, guesses, **kwargs)
+        return run_molecule(name, entry, xc, basis, guesses, reference=reference, **kwargs)
     except Exception as err:                          # one molecule never stops the run
         msg = f'{type(err).__name__}: {err}'
         traceback.print_exc()

@@ -55,6 +55,30 @@ def test_two_molecules_two_guesses(run_scf, molecules, tmp_path, capsys, monkeyp
     assert sorted(map(run_scf._key, again)) == sorted(map(run_scf._key, records))
 
 
+def test_new_guesses_reuse_the_stored_minao_reference(run_scf, molecules, tmp_path,
+                                                      monkeypatch):
+    from pyscf.scf import hf
+    argv = ['--molecules', str(molecules), '--out', str(tmp_path), '--workers', '0',
+            '--basis', 'sto-3g', '--no-plots']
+    first = run_scf.main(argv + ['--guesses', 'minao'])
+    e_minao = {r['molecule']: r['e_tot'] for r in first}
+
+    minao = hf.SCF.init_guess_by_minao
+
+    def no_molecular_minao(mf, mol=None, *args, **kwargs):
+        # the atom guess runs minao inside its atomic SCFs: only molecules are refused
+        if (mol or mf.mol).natm > 1:
+            pytest.fail('the minao reference was run again')
+        return minao(mf, mol, *args, **kwargs)
+    monkeypatch.setattr(hf.SCF, 'init_guess_by_minao', no_molecular_minao)
+    records = run_scf.main(argv + ['--guesses', 'minao,atom'])
+    atom = {r['molecule']: r for r in records if r['guess'] == 'atom'}
+    assert sorted(atom) == sorted(e_minao)
+    for name, rec in atom.items():
+        assert rec['delta_e'] == pytest.approx(abs(rec['e_tot'] - e_minao[name]))
+        assert rec['delta_e'] < 1e-6 and rec['guess_nmae'] > 0
+
+
 def test_bad_input_is_reported_per_molecule(run_scf, molecules, tmp_path):
     (molecules / 'broken.xyz').write_text('not a number\n\n')
     _xyz(molecules, 'unobtainium', 'Xq 0 0 0')
