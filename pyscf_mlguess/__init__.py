@@ -9,6 +9,8 @@
     mf.kernel()
 
 or, without touching ``init_guess``: ``mf.kernel(dm0=pyscf_mlguess.get_init_guess(mf))``.
+``pyscf_mlguess.predict_density(mf)`` gives the predicted density itself (SAD density matrix plus
+the model's correction on a uniform grid).
 
 The pipeline reads in one direction: :mod:`~pyscf_mlguess.grid` (SAD density on a box) ->
 :mod:`~pyscf_mlguess.model` (predictor of the correction) -> :mod:`~pyscf_mlguess.project`
@@ -17,10 +19,10 @@ The pipeline reads in one direction: :mod:`~pyscf_mlguess.grid` (SAD density on 
 
 __version__ = '0.1.0'
 
-from pyscf_mlguess.guess import get_init_guess, init_guess_by_mlsr, install
+from pyscf_mlguess.guess import get_init_guess, init_guess_by_mlsr, install, predict_density
 from pyscf_mlguess.model import WeightsNotFoundError, ZeroPredictor
 
 install()
 
-__all__ = ['get_init_guess', 'init_guess_by_mlsr', 'WeightsNotFoundError', 'ZeroPredictor',
-           '__version__']
+__all__ = ['get_init_guess', 'init_guess_by_mlsr', 'predict_density', 'WeightsNotFoundError',
+           'ZeroPredictor', '__version__']

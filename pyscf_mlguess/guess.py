@@ -74,26 +74,25 @@ def _resolve_predictor(mf, predictor):
     return predictor
 
 
-def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, **kwargs):
-    """Initial guess from the machine-learned density (SAD on a grid -> CNN -> projection).
+class PredictedDensity:
+    """Stages 1-2 of the guess: the SAD density matrix ``dm_sad`` and the model's correction
+    ``delta_rho`` on the uniform ``grid``, with wall seconds ``timings`` {'grid', 'model'}."""
 
-    Args:
-        mf: the SCF object the guess is for (its functional, spin treatment and integrals).
-        mol: the molecule (default ``mf.mol``).
-        predictor: overrides ``mf.mlsr_predictor`` (see :mod:`pyscf_mlguess.model`).
-        s1e: the overlap matrix, if already computed.
+    def __init__(self, dm_sad, delta_rho, grid, timings):
+        self.dm_sad = dm_sad
+        self.delta_rho = delta_rho
+        self.grid = grid
+        self.timings = timings
 
-    Returns:
-        The density matrix in ``mf``'s own form: 2D for RHF/RKS, an (alpha, beta) pair for
-        UHF/UKS and ROHF/ROKS, with exactly the molecule's electrons and spin.
+
+def predict_density(mf, mol=None, predictor=None):
+    """The machine-learned density of ``mol`` for ``mf``: SAD on a box, then the model.
+
+    Returns a :class:`PredictedDensity`; :func:`init_guess_by_mlsr` projects it.
     """
     mol = mf.mol if mol is None else mol
-    if mol.natm == 0:
-        logger.warn(mf, "init_guess='mlsr' needs atoms to put a density on a grid; this "
-                    "molecule has none, so the core-Hamiltonian (1e) guess is used instead.")
-        return mf.init_guess_by_1e(mol)
     _check_input(mf, mol)
-    t0 = t1 = (logger.process_clock(), logger.perf_counter())
+    t1 = (logger.process_clock(), logger.perf_counter())
     wall0 = logger.perf_counter()
     predictor = _resolve_predictor(mf, predictor)
     logger.info(mf, 'Initial guess from mlsr (machine-learned density), predictor %s', predictor)
@@ -111,15 +110,45 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, **kwargs):
     t1 = logger.timer(mf, 'mlsr SAD density on the box', *t1)
     delta_rho, out_grid = predictor(mol, grid, rho_sad)
     wall2 = logger.perf_counter()
-    t1 = logger.timer(mf, 'mlsr predictor', *t1)
-    dm = project_density(mf, delta_rho, out_grid, dm_sad, exchange=mf.mlsr_exchange, mol=mol,
-                         s1e=s1e)
+    logger.timer(mf, 'mlsr predictor', *t1)
+    return PredictedDensity(dm_sad, delta_rho, out_grid,
+                            {'grid': wall1 - wall0, 'model': wall2 - wall1})
+
+
+def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **kwargs):
+    """Initial guess from the machine-learned density (SAD on a grid -> CNN -> projection).
+
+    Args:
+        mf: the SCF object the guess is for (its functional, spin treatment and integrals).
+        mol: the molecule (default ``mf.mol``).
+        predictor: overrides ``mf.mlsr_predictor`` (see :mod:`pyscf_mlguess.model`).
+        s1e: the overlap matrix, if already computed.
+        density: a :class:`PredictedDensity` of ``mol`` already computed by
+            :func:`predict_density` (then ``predictor`` is not used).
+
+    Returns:
+        The density matrix in ``mf``'s own form: 2D for RHF/RKS, an (alpha, beta) pair for
+        UHF/UKS and ROHF/ROKS, with exactly the molecule's electrons and spin.
+    """
+    mol = mf.mol if mol is None else mol
+    if mol.natm == 0:
+        logger.warn(mf, "init_guess='mlsr' needs atoms to put a density on a grid; this "
+                    "molecule has none, so the core-Hamiltonian (1e) guess is used instead.")
+        return mf.init_guess_by_1e(mol)
+    t0 = (logger.process_clock(), logger.perf_counter())
+    if density is None:
+        density = predict_density(mf, mol, predictor)
+    else:
+        _check_input(mf, mol)
+    wall2 = logger.perf_counter()
+    dm = project_density(mf, density.delta_rho, density.grid, density.dm_sad,
+                         exchange=mf.mlsr_exchange, mol=mol, s1e=s1e)
     if mf.istype('UHF'):
         # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
         dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)
-    wall3 = logger.perf_counter()
-    mf.mlsr_timings = {'grid': wall1 - wall0, 'model': wall2 - wall1,
-                       'projection': wall3 - wall2, 'total': wall3 - wall0}
+    timings = dict(density.timings, projection=logger.perf_counter() - wall2)
+    timings['total'] = sum(timings.values())
+    mf.mlsr_timings = timings
     logger.timer(mf, 'mlsr initial guess', *t0)
     return dm
 

@@ -83,6 +83,17 @@ def test_mlsr_with_the_shipped_weights(xc, atom, monkeypatch):
     assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
 
 
+def test_a_predicted_density_projects_to_the_same_guess(water_pbe):
+    mol, dm_ref, e_ref = water_pbe
+    mf = dft.RKS(mol, xc='pbe')
+    density = pyscf_mlguess.predict_density(mf, predictor=OraclePredictor(dm_ref))
+    assert density.delta_rho.shape == tuple(density.grid.shape)
+    assert set(density.timings) == {'grid', 'model'}
+    direct = mf.init_guess_by_mlsr(predictor=OraclePredictor(dm_ref))
+    numpy.testing.assert_allclose(mf.init_guess_by_mlsr(density=density), direct, atol=1e-10)
+    assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
+
+
 def test_module_function_and_dm0_route(water_pbe):
     mol, dm_ref, e_ref = water_pbe
     mf = dft.RKS(mol, xc='pbe')

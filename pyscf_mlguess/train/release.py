@@ -43,19 +43,17 @@ def dataset_identity(folders):
 def measure_sample(record, predictor):
     """Integration-grid NMAEs of one test sample (see the module docstring)."""
     from pyscf import dft
-    from pyscf_mlguess.grid import make_grid, sad_density_matrix, sad_density_on_grid
-    from pyscf_mlguess.guess import init_guess_by_mlsr
+    from pyscf_mlguess.guess import init_guess_by_mlsr, predict_density
     from pyscf_mlguess.metrics import default_grids, density_nmae
     from pyscf_mlguess.project import GridDensityCorrection
     mol = molecule_of(record)
     dm_ref = store.density_matrix_from_orbitals(record['mo_occ_coeff'], mol.intor('int1e_ovlp'))
     mf = dft.RKS(mol, xc=record['xc'])
     grids = default_grids(mol, mf.grids)
-    dm_sad = sad_density_matrix(mol)[0]
-    grid = make_grid(mol, predictor.grid_spacing, predictor.grid_margin)
-    delta, out_grid = predictor(mol, grid, sad_density_on_grid(mol, grid, dm_sad))
-    correction = GridDensityCorrection(delta, out_grid)
-    dm_mlsr = init_guess_by_mlsr(mf, predictor=predictor)
+    density = predict_density(mf, predictor=predictor)      # the network runs once
+    dm_sad = density.dm_sad
+    correction = GridDensityCorrection(density.delta_rho, density.grid)
+    dm_mlsr = init_guess_by_mlsr(mf, density=density)
     return {'key': record['key'], 'nao': mol.nao,
             'sad': density_nmae(mol, dm_sad, dm_ref, grids),
             'minao': density_nmae(mol, mf.init_guess_by_minao(mol), dm_ref, grids),
