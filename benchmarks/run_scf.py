@@ -334,6 +334,7 @@ def plot(records, guesses, out):
             pts = [(r['nao'], r['total_s']) for r in recs if r['guess'] == g]
             if pts:
                 axes[1].scatter(*zip(*pts), label=g, s=12)
+        axes[1].set_title('wall time against basis size')
         axes[1].set_xlabel('basis functions')
         axes[1].set_ylabel('guess + SCF wall time (s)')
         axes[1].legend()
@@ -341,6 +342,7 @@ def plot(records, guesses, out):
             pts = [(r['guess_nmae'], r['cycles']) for r in recs if r['guess'] == g]
             axes[2].scatter(*zip(*pts), label=g, s=12)
         axes[2].set_xscale('log')
+        axes[2].set_title('cycles against guess density error')
         axes[2].set_xlabel('guess density NMAE')
         axes[2].set_ylabel('SCF cycles')
         axes[2].legend(fontsize=7)
