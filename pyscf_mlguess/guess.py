@@ -19,12 +19,16 @@ Attributes added to every SCF object (declared in ``_keys``):
     Set by the guess: wall seconds of its stages, ``{'grid', 'model', 'projection', 'total'}``.
 """
 
+import dataclasses
+
+import numpy
 from pyscf import lib
 from pyscf.lib import logger
 from pyscf.scf import hf, uhf
 
 from pyscf_mlguess import config
-from pyscf_mlguess.grid import log_grid, make_grid, sad_density_matrix, sad_density_on_grid
+from pyscf_mlguess.grid import (UniformGrid, log_grid, make_grid, sad_density_matrix,
+                                sad_density_on_grid)
 from pyscf_mlguess.model import load_predictor
 from pyscf_mlguess.project import project_density
 
@@ -74,15 +78,14 @@ def _resolve_predictor(mf, predictor):
     return predictor
 
 
+@dataclasses.dataclass
 class PredictedDensity:
     """Stages 1-2 of the guess: the SAD density matrix ``dm_sad`` and the model's correction
     ``delta_rho`` on the uniform ``grid``, with wall seconds ``timings`` {'grid', 'model'}."""
-
-    def __init__(self, dm_sad, delta_rho, grid, timings):
-        self.dm_sad = dm_sad
-        self.delta_rho = delta_rho
-        self.grid = grid
-        self.timings = timings
+    dm_sad: numpy.ndarray
+    delta_rho: numpy.ndarray
+    grid: UniformGrid
+    timings: dict
 
 
 def predict_density(mf, mol=None, predictor=None):
