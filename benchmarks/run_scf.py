@@ -195,10 +195,12 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
             'scheduler': scheduler, 'conv_tol': conv_tol, 'max_cycle': max_cycle,
             'device': device, 'weights': weights}
     bar = tqdm(total=len(tasks), unit='task', disable=not progress)
+    run_id = time.strftime('%Y-%m-%dT%H:%M:%S%z')   # wall times compare only within one run
 
     def finish(recs):
         for rec in recs:
             rec['parallel'] = parallel
+            rec['run'] = run_id
         records.extend(recs)
         _save(path, info, records)
         bar.update()
@@ -292,16 +294,25 @@ def _mlsr_lines(by, guesses):
         b = [by[g][m]['cycles'] for m in common]
         wins = sum(x < y for x, y in zip(a, b))
         ties = sum(x == y for x, y in zip(a, b))
-        time_ratio = (sum(ml[m]['total_s'] for m in common)
-                      / sum(by[g][m]['total_s'] for m in common))
+        same = [m for m in common if ml[m].get('run') == by[g][m].get('run')]
+        if same:
+            ratio = (sum(ml[m]['total_s'] for m in same)
+                     / sum(by[g][m]['total_s'] for m in same))
+            time_ratio = f'{ratio:.2f}' + ('' if len(same) == len(common)
+                                           else f' ({len(same)} molecules)')
+        else:
+            time_ratio = 'not side by side'
         rows.append(f'| {g} | {len(common)} | {statistics.median(a) / statistics.median(b):.2f} '
                     f'| {statistics.median(x / y for x, y in zip(a, b)):.2f} | '
-                    f'{wins}/{ties}/{len(common) - wins - ties} | {time_ratio:.2f} |')
+                    f'{wins}/{ties}/{len(common) - wins - ties} | {time_ratio} |')
     if rows:
         lines += ['mlsr against each guess (molecules where both succeeded):', '',
                   '| against | molecules | median cycles ratio | median per-molecule ratio '
                   '| wins/ties/losses | total wall-time ratio |', '|---|---|---|---|---|---|']
         lines += rows
+        lines += ['', 'Wall-time ratios use only molecules whose two runs were timed in the same '
+                  'invocation of this script (side by side, same machine load); "not side by '
+                  'side" where there are none.']
         best = {}
         for m in ml:
             cands = [by[g][m]['cycles'] for g in others if m in by[g]

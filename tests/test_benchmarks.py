@@ -110,11 +110,15 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert ml['grid_s'] > 0 and ml['model_s'] > 0 and ml['projection_s'] > 0
     text = run_scf.summarize(recs, ['minao', 'mlsr'])
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
+    assert '| not side by side |' not in text
+    recs[1]['run'] = 'another invocation'          # wall times from two runs are not compared
+    assert '| not side by side |' in run_scf.summarize(recs, ['minao', 'mlsr'])
 
 
 def test_dask_local_cluster(run_scf, molecules, tmp_path):
     records = run_scf.run(run_scf.load_molecules(str(molecules)), ['pbe'], ['sto-3g'],
                           ['minao', 'atom'], tmp_path, workers=2, progress=False)
     assert len(records) == 4 and all(r['parallel'] for r in records)
+    assert len({r['run'] for r in records}) == 1
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert saved['parallel'] and len(saved['records']) == 4
