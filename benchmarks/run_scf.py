@@ -336,6 +336,7 @@ def plot(records, guesses, out):
         recs = [r for r in ok if (r['xc'], r['basis']) == (xc, basis)]
         tag = f'{xc}_{basis}'.replace('/', '-')
         present = [g for g in guesses if any(r['guess'] == g for r in recs)]
+        colour = {g: f'C{i % 10}' for i, g in enumerate(guesses)}     # the same in every panel
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         axes[0].boxplot([[r['cycles'] for r in recs if r['guess'] == g] for g in present])
         axes[0].set_xticks(range(1, len(present) + 1), present, rotation=30)
@@ -344,14 +345,14 @@ def plot(records, guesses, out):
         for g in ('minao', 'mlsr'):
             pts = [(r['nao'], r['total_s']) for r in recs if r['guess'] == g]
             if pts:
-                axes[1].scatter(*zip(*pts), label=g, s=12)
+                axes[1].scatter(*zip(*pts), label=g, s=12, color=colour[g])
         axes[1].set_title('wall time against basis size')
         axes[1].set_xlabel('basis functions')
         axes[1].set_ylabel('guess + SCF wall time (s)')
         axes[1].legend()
         for g in present:
             pts = [(r['guess_nmae'], r['cycles']) for r in recs if r['guess'] == g]
-            axes[2].scatter(*zip(*pts), label=g, s=12)
+            axes[2].scatter(*zip(*pts), label=g, s=12, color=colour[g])
         axes[2].set_xscale('log')
         axes[2].set_title('cycles against guess density error')
         axes[2].set_xlabel('guess density NMAE')
