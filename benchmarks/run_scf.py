@@ -331,6 +331,7 @@ def plot(records, guesses, out):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
     ok = [r for r in records if not is_failure(r)]
     for xc, basis in sorted({(r['xc'], r['basis']) for r in ok}):
         recs = [r for r in ok if (r['xc'], r['basis']) == (xc, basis)]
@@ -354,6 +355,11 @@ def plot(records, guesses, out):
             pts = [(r['guess_nmae'], r['cycles']) for r in recs if r['guess'] == g]
             axes[2].scatter(*zip(*pts), label=g, s=12, color=colour[g])
         axes[2].set_xscale('log')
+        axes[2].xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes[2].xaxis.set_major_formatter(FuncFormatter(lambda x, _: f'{100 * x:g} %'))
+        axes[2].xaxis.set_minor_formatter(NullFormatter())
+        for ax in (axes[0], axes[2]):
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # cycles are whole numbers
         axes[2].set_title('cycles against guess density error')
         axes[2].set_xlabel('guess density NMAE')
         axes[2].set_ylabel('SCF cycles')
