@@ -169,6 +169,11 @@ def _key(rec):
     return rec['molecule'], rec['xc'], rec['basis'], rec['guess']
 
 
+def _load(path):
+    """The records of a results file (none if it does not exist yet)."""
+    return json.loads(path.read_text())['records'] if path.exists() else []
+
+
 def _save(path, info, records):
     tmp = path.with_suffix('.json.tmp')
     tmp.write_text(json.dumps(dict(info, records=records), indent=1))
@@ -182,7 +187,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'results.json'
-    records = json.loads(path.read_text())['records'] if path.exists() else []
+    records = _load(path)
     done = {_key(r) for r in records}
     minao = {_key(r)[:3]: r for r in records if r['guess'] == 'minao' and 'error' not in r}
     tasks = [(name, entry, xc, basis, [g for g in guesses if (name, xc, basis, g) not in done],
@@ -397,9 +402,8 @@ def main(argv=None):
     bases = [s.strip() for s in args.basis.split(',') if s.strip()]
     molecules = load_molecules(args.molecules, args.n)
     if args.report_only:
-        path = pathlib.Path(args.out) / 'results.json'
-        records = json.loads(path.read_text())['records'] if path.exists() else []
-        records = [r for r in records if r['guess'] in guesses]
+        records = [r for r in _load(pathlib.Path(args.out) / 'results.json')
+                   if r['guess'] in guesses]
     else:
         records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
                       scheduler=args.scheduler, conv_tol=args.conv_tol,
