@@ -19,6 +19,11 @@ after every finished molecule, so an interrupted run resumes; ``results.md`` (al
 the plots are rebuilt from it at the end.  Molecules run as independent Dask tasks (a local
 cluster of ``--workers`` single-threaded processes, or ``--scheduler ADDRESS``); ``--workers 0``
 runs them one by one in this process.  Timings from a parallel run are labelled as such.
+
+``--density-fit`` runs every SCF with density fitting (PySCF's ``mf.density_fit()`` and its
+default auxiliary basis), the usual choice for molecules of several hundred basis functions.
+A results folder holds one set of settings that change the numbers (``--conv-tol``,
+``--max-cycle``, ``--density-fit``, ``--weights``): resuming it with other ones is refused.
 """
 
 import argparse
@@ -37,6 +42,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 BUILTIN = {'qm9-test': None, 'drugs': HERE / 'molecules' / 'drugs'}
 DEFAULT_GUESSES = 'minao,atom,huckel,mod_huckel,sap,vsap,1e,mlsr'
 ENERGY_TOL = 1e-6      # Ha: a run that lands further from the minao energy is a failure
+# settings that change the results (not only the timings), with their values in files that
+# predate them; one results folder holds one set
+SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None}
 
 
 # --------------------------------------------------------------------------------- molecules
@@ -79,7 +87,7 @@ def _has_guess(mf, guess):
 
 
 def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
-                 weights=None, reference=None):
+                 weights=None, reference=None, density_fit=False):
     """Records (dicts) of every guess for one molecule, functional and basis.
 
     ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
@@ -87,7 +95,7 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
     against its own converged density when the run reached the reference energy, else against
     the minao run's (which is then computed).
     """
-    base = {'molecule': name, 'xc': xc, 'basis': basis}
+    base = {'molecule': name, 'xc': xc, 'basis': basis, 'density_fit': bool(density_fit)}
     if isinstance(entry, str):
         return [dict(base, guess=g, error=entry) for g in guesses]
     from pyscf import gto
@@ -105,6 +113,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
 
     def fresh():
         mf = _make_scf(mol, xc)
+        if density_fit:
+            mf = mf.density_fit()
         if conv_tol is not None:
             mf.conv_tol = conv_tol
         if max_cycle is not None:
@@ -171,7 +181,23 @@ def _key(rec):
 
 def _load(path):
     """The records of a results file (none if it does not exist yet)."""
-    return json.loads(path.read_text())['records'] if path.exists() else []
+    return _load_file(path)['records']
+
+
+def _load_file(path):
+    return json.loads(path.read_text()) if path.exists() else {'records': []}
+
+
+def _check_settings(stored, wanted, path):
+    """Refuse to mix runs made with different result-changing settings in one folder."""
+    if not stored['records']:
+        return
+    clash = {k: (stored.get(k, default), wanted[k]) for k, default in SETTINGS.items()
+             if stored.get(k, default) != wanted[k]}
+    if clash:
+        said = ', '.join(f'{k}={a!r} there, {b!r} now' for k, (a, b) in clash.items())
+        raise ValueError(f'{path} holds runs made with other settings ({said}); '
+                         'use another --out, or the settings it was made with')
 
 
 def _save(path, info, records):
@@ -181,13 +207,17 @@ def _save(path, info, records):
 
 
 def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
-        max_cycle=None, device=None, weights=None, progress=True):
+        max_cycle=None, device=None, weights=None, density_fit=False, progress=True):
     """Run what ``out/results.json`` does not hold yet; returns all its records."""
     from tqdm import tqdm
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'results.json'
-    records = _load(path)
+    settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
+                'density_fit': bool(density_fit), 'weights': weights}
+    stored = _load_file(path)
+    _check_settings(stored, settings, path)
+    records = stored['records']
     done = {_key(r) for r in records}
     minao = {_key(r)[:3]: r for r in records if r['guess'] == 'minao' and 'error' not in r}
     tasks = [(name, entry, xc, basis, [g for g in guesses if (name, xc, basis, g) not in done],
@@ -197,8 +227,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     parallel = scheduler is not None or workers > 1
     info = {'python': sys.version.split()[0], 'cpu_count': os.cpu_count(),
             'parallel': parallel, 'workers': None if scheduler else workers,
-            'scheduler': scheduler, 'conv_tol': conv_tol, 'max_cycle': max_cycle,
-            'device': device, 'weights': weights}
+            'scheduler': scheduler, 'device': device, **settings}
     bar = tqdm(total=len(tasks), unit='task', disable=not progress)
     run_id = time.strftime('%Y-%m-%dT%H:%M:%S%z')   # wall times compare only within one run
 
@@ -211,7 +240,8 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
         bar.update()
         bar.set_postfix_str(recs[0]['molecule'])
 
-    kwargs = dict(conv_tol=conv_tol, max_cycle=max_cycle, device=device, weights=weights)
+    kwargs = dict(conv_tol=conv_tol, max_cycle=max_cycle, device=device, weights=weights,
+                  density_fit=density_fit)
     if not parallel:
         for task in tasks:
             finish(_guarded(*task, **kwargs))
@@ -256,7 +286,8 @@ def summarize(records, guesses, parallel=False):
         recs = [r for r in records if (r['xc'], r['basis']) == (xc, basis)]
         by = {g: {r['molecule']: r for r in recs if r['guess'] == g} for g in guesses}
         mols = sorted({r['molecule'] for r in recs})
-        lines += [f'## {xc.upper()} / {basis}: {len(mols)} molecules', '',
+        df = ' (density fitting)' if any(r.get('density_fit') for r in recs) else ''
+        lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '',
                   '| guess | runs | median cycles | mean cycles | mean guess s | total s '
                   '| failures |', '|---|---|---|---|---|---|---|']
         for g in guesses:
@@ -392,6 +423,8 @@ def main(argv=None):
                         'ones, or $PYSCF_MLGUESS_WEIGHTS)')
     parser.add_argument('--conv-tol', type=float)
     parser.add_argument('--max-cycle', type=int)
+    parser.add_argument('--density-fit', action='store_true',
+                        help="every SCF with density fitting (PySCF's default auxiliary basis)")
     parser.add_argument('--no-plots', action='store_true')
     parser.add_argument('--report-only', action='store_true',
                         help='rebuild results.md and the plots from results.json, run nothing')
@@ -407,7 +440,8 @@ def main(argv=None):
     else:
         records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
                       scheduler=args.scheduler, conv_tol=args.conv_tol,
-                      max_cycle=args.max_cycle, device=args.device, weights=args.weights)
+                      max_cycle=args.max_cycle, device=args.device, weights=args.weights,
+                      density_fit=args.density_fit)
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}
     records = [r for r in records if (r['molecule'], r['xc'], r['basis']) in wanted]
     parallel = any(r.get('parallel') for r in records)

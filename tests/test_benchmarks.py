@@ -79,6 +79,25 @@ def test_new_guesses_reuse_the_stored_minao_reference(run_scf, molecules, tmp_pa
         assert rec['delta_e'] < 1e-6 and rec['guess_nmae'] > 0
 
 
+def test_density_fitting_and_one_set_of_settings_per_folder(run_scf, tmp_path):
+    folder = tmp_path / 'molecules'
+    folder.mkdir()
+    _xyz(folder, 'water', WATER)
+    argv = ['--molecules', str(folder), '--guesses', 'minao', '--workers', '0',
+            '--basis', 'sto-3g', '--no-plots']
+    exact = run_scf.main(argv + ['--out', str(tmp_path / 'exact')])[0]
+    fitted = run_scf.main(argv + ['--out', str(tmp_path / 'df'), '--density-fit'])[0]
+    assert fitted['density_fit'] and not exact['density_fit'] and fitted['converged']
+    # the fitted run really is another method: small but nonzero energy difference
+    assert 1e-7 < abs(fitted['e_tot'] - exact['e_tot']) < 1e-3
+    assert '(density fitting)' in (tmp_path / 'df' / 'results.md').read_text()
+    assert '(density fitting)' not in (tmp_path / 'exact' / 'results.md').read_text()
+    for other in (['--out', str(tmp_path / 'df')],
+                  ['--out', str(tmp_path / 'exact'), '--conv-tol', '1e-7']):
+        with pytest.raises(ValueError, match='other settings'):
+            run_scf.main(argv + other)
+
+
 def test_bad_input_is_reported_per_molecule(run_scf, molecules, tmp_path):
     (molecules / 'broken.xyz').write_text('not a number\n\n')
     _xyz(molecules, 'unobtainium', 'Xq 0 0 0')
