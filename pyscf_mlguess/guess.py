@@ -62,7 +62,10 @@ def _check_input(mf, mol):
             f'{mf.__class__.__name__} is closed-shell but the molecule has {mol.nelectron} '
             f'electrons with spin {mol.spin} (alpha {nalpha}, beta {nbeta}); use UHF/UKS or '
             f'ROHF/ROKS, or fix charge/spin.')
-    if mol.natm and not any(mol.atom_charges() > 0):
+    if mol.natm == 0:    # init_guess_by_mlsr falls back to 1e first; predict_density cannot
+        raise ValueError("predict_density needs atoms to put a density on a grid; this "
+                         "molecule has none.")
+    if not any(mol.atom_charges() > 0):
         raise ValueError("init_guess='mlsr' needs at least one real atom; every atom of this "
                          "molecule is a ghost.")
 

@@ -169,6 +169,13 @@ def test_no_atoms_falls_back_to_1e_with_a_warning():
     numpy.testing.assert_allclose(dm, numpy.diag([2.0, 0, 0]))
 
 
+def test_predict_density_without_atoms_is_refused():
+    mol = gto.M(atom=[], verbose=0)
+    mol.nelectron = 2
+    with pytest.raises(ValueError, match='needs atoms'):
+        pyscf_mlguess.predict_density(scf.RHF(mol), predictor=ZeroPredictor())
+
+
 def test_ghost_atoms_are_logged_and_work():
     mol = gto.M(atom=WATER + '; ghost-O 0 0 3.0', basis='def2-svp', verbose=0)
     mf = _logged(dft.RKS(mol, xc='pbe'))
