@@ -20,6 +20,7 @@ Attributes added to every SCF object (declared in ``_keys``):
 """
 
 import dataclasses
+import functools
 
 import numpy
 from pyscf import lib
@@ -30,7 +31,7 @@ from pyscf_mlguess import config
 from pyscf_mlguess.grid import (UniformGrid, log_grid, make_grid, sad_density_matrix,
                                 sad_density_on_grid)
 from pyscf_mlguess.model import load_predictor
-from pyscf_mlguess.project import project_density
+from pyscf_mlguess.project import GridDensityCorrection, project_density
 
 KEY = 'mlsr'
 
@@ -90,6 +91,12 @@ class PredictedDensity:
     grid: UniformGrid
     timings: dict
 
+    @functools.cached_property
+    def correction(self):
+        """``delta_rho`` as a :class:`~pyscf_mlguess.project.GridDensityCorrection` (its splines
+        and Hartree potential), built once and shared by the projection and any measurement."""
+        return GridDensityCorrection(numpy.asarray(self.delta_rho, dtype=float), self.grid)
+
 
 def predict_density(mf, mol=None, predictor=None):
     """The machine-learned density of ``mol`` for ``mf``: SAD on a box, then the model.
@@ -148,7 +155,8 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
         _check_input(mf, mol)
     wall2 = logger.perf_counter()
     dm = project_density(mf, density.delta_rho, density.grid, density.dm_sad,
-                         exchange=mf.mlsr_exchange, mol=mol, s1e=s1e)
+                         exchange=mf.mlsr_exchange, mol=mol, s1e=s1e,
+                         correction=density.correction)
     if mf.istype('UHF'):
         # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
         dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)

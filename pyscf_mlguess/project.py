@@ -268,7 +268,8 @@ def _diagonalise(mf, h1e, s1e, vhf, dm):
     return mf.make_rdm1(mo_coeff, mo_occ)
 
 
-def project_density(mf, delta_rho, grid, dm_sad=None, exchange=None, mol=None, s1e=None):
+def project_density(mf, delta_rho, grid, dm_sad=None, exchange=None, mol=None, s1e=None,
+                    correction=None):
     """Density matrix of the density ``rho[D_SAD] + delta_rho`` for the SCF object ``mf``.
 
     Args:
@@ -277,6 +278,8 @@ def project_density(mf, delta_rho, grid, dm_sad=None, exchange=None, mol=None, s
         grid: the :class:`pyscf_mlguess.grid.UniformGrid` of ``delta_rho``.
         dm_sad: the SAD density matrix (computed when not given).
         exchange: treatment of exact exchange, one of :data:`EXCHANGE_TREATMENTS`.
+        correction: the :class:`GridDensityCorrection` of ``delta_rho`` if already built
+            (else it is built here).
 
     Returns:
         The density matrix in the form ``mf`` uses (2D for RHF; an (alpha, beta) pair otherwise).
@@ -291,7 +294,10 @@ def project_density(mf, delta_rho, grid, dm_sad=None, exchange=None, mol=None, s
     t0 = (logger.process_clock(), logger.perf_counter())
     h1e = mf.get_hcore(mol)
     s1e = mf.get_ovlp(mol) if s1e is None else s1e
-    correction = GridDensityCorrection(numpy.asarray(delta_rho, dtype=float), grid)
+    if correction is None:
+        correction = GridDensityCorrection(numpy.asarray(delta_rho, dtype=float), grid)
+    elif correction.grid is not grid:
+        raise ValueError('correction was built on another grid than the one given.')
     t0 = logger.timer(mf, 'mlsr Hartree potential on the box', *t0)
 
     omega, alpha, hyb = exchange_fractions(mf)

@@ -83,7 +83,7 @@ def test_mlsr_with_the_shipped_weights(xc, atom, monkeypatch):
     assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
 
 
-def test_a_predicted_density_projects_to_the_same_guess(water_pbe):
+def test_a_predicted_density_projects_to_the_same_guess(water_pbe, monkeypatch):
     mol, dm_ref, e_ref = water_pbe
     mf = dft.RKS(mol, xc='pbe')
     density = pyscf_mlguess.predict_density(mf, predictor=OraclePredictor(dm_ref))
@@ -92,6 +92,18 @@ def test_a_predicted_density_projects_to_the_same_guess(water_pbe):
     direct = mf.init_guess_by_mlsr(predictor=OraclePredictor(dm_ref))
     numpy.testing.assert_allclose(mf.init_guess_by_mlsr(density=density), direct, atol=1e-10)
     assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
+    # the density's splines were built once (by the projection) and are not built again
+    built = density.correction
+    from pyscf_mlguess import project
+    from pyscf_mlguess.project import project_density
+    monkeypatch.setattr(project, 'GridDensityCorrection',
+                        lambda *a: pytest.fail('splines built again'))
+    numpy.testing.assert_allclose(mf.init_guess_by_mlsr(density=density), direct, atol=1e-10)
+    assert density.correction is built
+    monkeypatch.undo()
+    other = pyscf_mlguess.predict_density(mf, predictor=OraclePredictor(dm_ref))
+    with pytest.raises(ValueError, match='another grid'):
+        project_density(mf, other.delta_rho, other.grid, correction=built)
 
 
 def test_module_function_and_dm0_route(water_pbe):

@@ -45,15 +45,15 @@ def measure_sample(record, predictor):
     from pyscf import dft
     from pyscf_mlguess.guess import init_guess_by_mlsr, predict_density
     from pyscf_mlguess.metrics import default_grids, density_nmae
-    from pyscf_mlguess.project import GridDensityCorrection
     mol = molecule_of(record)
     dm_ref = store.density_matrix_from_orbitals(record['mo_occ_coeff'], mol.intor('int1e_ovlp'))
     mf = dft.RKS(mol, xc=record['xc'])
     grids = default_grids(mol, mf.grids)
     density = predict_density(mf, predictor=predictor)      # the network runs once
     dm_sad = density.dm_sad
-    correction = GridDensityCorrection(density.delta_rho, density.grid)
+    # the guess builds the correction inside its timed projection; the model NMAE reuses it
     dm_mlsr = init_guess_by_mlsr(mf, density=density)
+    correction = density.correction
     return {'key': record['key'], 'nao': mol.nao,
             'sad': density_nmae(mol, dm_sad, dm_ref, grids),
             'minao': density_nmae(mol, mf.init_guess_by_minao(mol), dm_ref, grids),
