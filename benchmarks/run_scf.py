@@ -288,18 +288,19 @@ def summarize(records, guesses, parallel=False):
         mols = sorted({r['molecule'] for r in recs})
         df = ' (density fitting)' if any(r.get('density_fit') for r in recs) else ''
         lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '',
-                  '| guess | runs | median cycles | mean cycles | mean guess s | total s '
-                  '| failures |', '|---|---|---|---|---|---|---|']
+                  '| guess | runs | median cycles | mean cycles | mean guess s | mean SCF s / cycle '
+                  '| total s | failures |', '|---|---|---|---|---|---|---|---|']
         for g in guesses:
             ok = [r for r in by[g].values() if not is_failure(r)]
             cyc = [r['cycles'] for r in ok]
             fails = len(by[g]) - len(ok)
             if not cyc:
-                lines.append(f'| {g} | {len(by[g])} | – | – | – | – | {fails} |')
+                lines.append(f'| {g} | {len(by[g])} | – | – | – | – | – | {fails} |')
                 continue
             lines.append(f'| {g} | {len(by[g])} | {statistics.median(cyc):g} | '
                          f'{statistics.mean(cyc):.2f} | '
                          f'{statistics.mean(r["guess_s"] for r in ok):.2f} | '
+                         f'{statistics.mean(r["scf_s"] / r["cycles"] for r in ok):.2f} | '
                          f'{sum(r["total_s"] for r in ok):.1f} | {fails} |')
         lines.append('')
         if 'mlsr' in guesses:
@@ -358,8 +359,20 @@ def _mlsr_lines(by, guesses):
         if best:
             lines += ['', f'Median per-molecule ratio mlsr / best other guess: '
                       f'{statistics.median(best.values()):.2f} ({len(best)} molecules).']
+        cost = _guess_cost_in_cycles(ml, by.get('minao', {}))
+        if cost:
+            lines += ['', f'The mlsr guess costs {statistics.median(cost):.2f} (median; '
+                      f'{min(cost):.2f}–{max(cost):.2f}) of one SCF cycle of the minao run '
+                      f'(its SCF wall time / cycles; {len(cost)} molecules timed side by side).']
         lines.append('')
     return lines
+
+
+def _guess_cost_in_cycles(ml, minao):
+    """Per molecule: mlsr guess wall time over the mean SCF cycle of the same-run minao run."""
+    return [ml[m]['guess_s'] / (minao[m]['scf_s'] / minao[m]['cycles']) for m in ml
+            if m in minao and not is_failure(ml[m]) and not is_failure(minao[m])
+            and ml[m].get('run') == minao[m].get('run')]
 
 
 def plot(records, guesses, out):

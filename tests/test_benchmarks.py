@@ -130,8 +130,11 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     text = run_scf.summarize(recs, ['minao', 'mlsr'])
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
     assert '| not side by side |' not in text
+    cycle = recs[0]['scf_s'] / recs[0]['cycles']
+    assert f'costs {ml["guess_s"] / cycle:.2f} (median;' in text
     recs[1]['run'] = 'another invocation'          # wall times from two runs are not compared
-    assert '| not side by side |' in run_scf.summarize(recs, ['minao', 'mlsr'])
+    text = run_scf.summarize(recs, ['minao', 'mlsr'])
+    assert '| not side by side |' in text and 'of one SCF cycle' not in text
 
 
 def test_dask_local_cluster(run_scf, molecules, tmp_path):
