@@ -363,7 +363,10 @@ def _mlsr_lines(by, guesses):
         if cost:
             lines += ['', f'The mlsr guess costs {statistics.median(cost):.2f} (median; '
                       f'{min(cost):.2f}–{max(cost):.2f}) of one SCF cycle of the minao run '
-                      f'(its SCF wall time / cycles; {len(cost)} molecules timed side by side).']
+                      f'(its SCF wall time / cycles; {len(cost)} molecules timed side by side). '
+                      'The guess time includes set-up the SCF then reuses (the integration grid, '
+                      'and in-core two-electron integrals where PySCF keeps them in memory), '
+                      'which the minao run pays inside its first cycle.']
         lines.append('')
     return lines
 
