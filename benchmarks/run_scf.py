@@ -389,7 +389,9 @@ def plot(records, guesses, out):
         recs = [r for r in ok if (r['xc'], r['basis']) == (xc, basis)]
         tag = f'{xc}_{basis}'.replace('/', '-')
         present = [g for g in guesses if any(r['guess'] == g for r in recs)]
-        colour = {g: f'C{i % 10}' for i, g in enumerate(guesses)}     # the same in every panel
+        known = DEFAULT_GUESSES.split(',')      # one colour per guess in every panel and plot
+        order = known + [g for g in guesses if g not in known]
+        colour = {g: f'C{order.index(g) % 10}' for g in guesses}
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         axes[0].boxplot([[r['cycles'] for r in recs if r['guess'] == g] for g in present])
         axes[0].set_xticks(range(1, len(present) + 1), present, rotation=30)
