@@ -180,11 +180,7 @@ def _key(rec):
 
 
 def _load(path):
-    """The records of a results file (none if it does not exist yet)."""
-    return _load_file(path)['records']
-
-
-def _load_file(path):
+    """A results file's content (no records if it does not exist yet)."""
     return json.loads(path.read_text()) if path.exists() else {'records': []}
 
 
@@ -215,7 +211,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     path = out / 'results.json'
     settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
                 'density_fit': bool(density_fit), 'weights': weights}
-    stored = _load_file(path)
+    stored = _load(path)
     _check_settings(stored, settings, path)
     records = stored['records']
     done = {_key(r) for r in records}
@@ -240,8 +236,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
         bar.update()
         bar.set_postfix_str(recs[0]['molecule'])
 
-    kwargs = dict(conv_tol=conv_tol, max_cycle=max_cycle, device=device, weights=weights,
-                  density_fit=density_fit)
+    kwargs = dict(settings, device=device)
     if not parallel:
         for task in tasks:
             finish(_guarded(*task, **kwargs))
@@ -385,13 +380,13 @@ def plot(records, guesses, out):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
     ok = [r for r in records if not is_failure(r)]
+    known = DEFAULT_GUESSES.split(',')          # one colour per guess in every panel and plot
+    order = known + [g for g in guesses if g not in known]
+    colour = {g: f'C{order.index(g) % 10}' for g in guesses}
     for xc, basis in sorted({(r['xc'], r['basis']) for r in ok}):
         recs = [r for r in ok if (r['xc'], r['basis']) == (xc, basis)]
         tag = f'{xc}_{basis}'.replace('/', '-')
         present = [g for g in guesses if any(r['guess'] == g for r in recs)]
-        known = DEFAULT_GUESSES.split(',')      # one colour per guess in every panel and plot
-        order = known + [g for g in guesses if g not in known]
-        colour = {g: f'C{order.index(g) % 10}' for g in guesses}
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         axes[0].boxplot([[r['cycles'] for r in recs if r['guess'] == g] for g in present])
         axes[0].set_xticks(range(1, len(present) + 1), present, rotation=30)
@@ -453,7 +448,7 @@ def main(argv=None):
     bases = [s.strip() for s in args.basis.split(',') if s.strip()]
     molecules = load_molecules(args.molecules, args.n)
     if args.report_only:
-        records = [r for r in _load(pathlib.Path(args.out) / 'results.json')
+        records = [r for r in _load(pathlib.Path(args.out) / 'results.json')['records']
                    if r['guess'] in guesses]
     else:
         records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
