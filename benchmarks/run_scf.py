@@ -282,8 +282,10 @@ def summarize(records, guesses, parallel=False):
         by = {g: {r['molecule']: r for r in recs if r['guess'] == g} for g in guesses}
         mols = sorted({r['molecule'] for r in recs})
         df = ' (density fitting)' if any(r.get('density_fit') for r in recs) else ''
-        lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '',
-                  '| guess | runs | median cycles | mean cycles | mean guess s | mean SCF s / cycle '
+        lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '']
+        if 'mlsr' in by and 'minao' in by:
+            lines += _headline_lines(by['mlsr'], by['minao'])
+        lines += ['| guess | runs | median cycles | mean cycles | mean guess s | mean SCF s / cycle '
                   '| total s | failures |', '|---|---|---|---|---|---|---|---|']
         for g in guesses:
             ok = [r for r in by[g].values() if not is_failure(r)]
@@ -354,23 +356,71 @@ def _mlsr_lines(by, guesses):
         if best:
             lines += ['', f'Median per-molecule ratio mlsr / best other guess: '
                       f'{statistics.median(best.values()):.2f} ({len(best)} molecules).']
-        cost = _guess_cost_in_cycles(ml, by.get('minao', {}))
-        if cost:
-            lines += ['', f'The mlsr guess costs {statistics.median(cost):.2f} (median; '
-                      f'{min(cost):.2f}–{max(cost):.2f}) of one SCF cycle of the minao run '
-                      f'(its SCF wall time / cycles; {len(cost)} molecules timed side by side). '
-                      'The guess time includes set-up the SCF then reuses (the integration grid, '
-                      'and in-core two-electron integrals where PySCF keeps them in memory), '
-                      'which the minao run pays inside its first cycle.']
         lines.append('')
     return lines
 
 
-def _guess_cost_in_cycles(ml, minao):
-    """Per molecule: mlsr guess wall time over the mean SCF cycle of the same-run minao run."""
-    return [ml[m]['guess_s'] / (minao[m]['scf_s'] / minao[m]['cycles']) for m in ml
-            if m in minao and not is_failure(ml[m]) and not is_failure(minao[m])
-            and ml[m].get('run') == minao[m].get('run')]
+def side_by_side(ml, minao):
+    """Per molecule whose mlsr and minao runs both succeeded in one invocation (same machine
+    load): cycles, guess, SCF and total wall seconds of both, and effective cycles = cycles +
+    guess wall / the minao run's mean SCF-cycle wall (so the guess is paid for in cycles)."""
+    rows = {}
+    for m in sorted(ml):
+        a, b = ml[m], minao.get(m)
+        if b is None or is_failure(a) or is_failure(b) or a.get('run') != b.get('run'):
+            continue
+        cycle_s = b['scf_s'] / b['cycles']
+        rows[m] = {'nao': a.get('nao'), 'cycle_s': cycle_s,
+                   'cycles': (a['cycles'], b['cycles']),
+                   'guess_s': (a['guess_s'], b['guess_s']),
+                   'scf_s': (a['scf_s'], b['scf_s']),
+                   'total_s': (a['total_s'], b['total_s']),
+                   'effective': (a['cycles'] + a['guess_s'] / cycle_s,
+                                 b['cycles'] + b['guess_s'] / cycle_s)}
+    return rows
+
+
+def _ratio_stats(pairs):
+    """(median ratio a/b, wins a < b, ties, losses) over (a, b) pairs."""
+    ratios = [a / b for a, b in pairs]
+    wins = sum(a < b for a, b in pairs)
+    ties = sum(a == b for a, b in pairs)
+    return statistics.median(ratios), wins, ties, len(pairs) - wins - ties
+
+
+def _headline_lines(ml, minao):
+    """What a user waits: mlsr against minao, side by side, in wall time and effective
+    cycles, then per molecule."""
+    rows = side_by_side(ml, minao)
+    if not rows:
+        return ['mlsr against minao: no molecule has both runs in one invocation, so no wall-time '
+                'comparison.', '']
+    lines = [f'**mlsr against minao, side by side ({len(rows)} molecules; median of the '
+             'per-molecule ratios, wins/ties/losses for mlsr):**', '',
+             '| measure | median ratio mlsr / minao | wins / ties / losses |', '|---|---|---|']
+    total = sum(r['total_s'][0] for r in rows.values()) / sum(r['total_s'][1]
+                                                              for r in rows.values())
+    for label, key in (('total wall time (guess + SCF)', 'total_s'),
+                       ('effective cycles (cycles + guess / SCF cycle)', 'effective'),
+                       ('SCF cycles', 'cycles')):
+        med, w, t, lo = _ratio_stats([r[key] for r in rows.values()])
+        lines.append(f'| {label} | {med:.2f} | {w} / {t} / {lo} |')
+    cost = [r['guess_s'][0] / r['cycle_s'] for r in rows.values()]
+    lines += ['', f'Summed wall time of all mlsr runs over all minao runs: {total:.2f}. The mlsr '
+              f'guess costs {statistics.median(cost):.2f} SCF cycles (median; '
+              f'{min(cost):.2f}–{max(cost):.2f}), one SCF cycle being the minao run\'s SCF wall '
+              'time over its cycles.', '',
+              '<details><summary>Per molecule</summary>', '',
+              '| molecule | nao | cycles mlsr / minao | guess s mlsr / minao | SCF s mlsr / minao '
+              '| total s mlsr / minao | effective cycles mlsr / minao |', '|---|---|---|---|---|---|---|']
+    for m, r in rows.items():
+        lines.append(f"| {m} | {r['nao']} | {r['cycles'][0]} / {r['cycles'][1]} | "
+                     f"{r['guess_s'][0]:.2f} / {r['guess_s'][1]:.2f} | "
+                     f"{r['scf_s'][0]:.1f} / {r['scf_s'][1]:.1f} | "
+                     f"{r['total_s'][0]:.1f} / {r['total_s'][1]:.1f} | "
+                     f"{r['effective'][0]:.2f} / {r['effective'][1]:.2f} |")
+    lines += ['', '</details>', '']
+    return lines
 
 
 def plot(records, guesses, out):
@@ -418,6 +468,24 @@ def plot(records, guesses, out):
         plt.close(fig)
 
 
+def _require_bench_extra(report_only=False, plots=True):
+    """Name the install command instead of failing on a bare ModuleNotFoundError."""
+    import importlib.util
+    needed = ([] if report_only else ['tqdm', 'dask.distributed']) + (['matplotlib'] if plots
+                                                                       else [])
+    missing = []
+    for name in needed:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(name.split('.')[0])
+    if missing:
+        raise SystemExit(f"The benchmark needs {', '.join(missing)}, which this installation "
+                         "lacks: pip install 'pyscf-mlguess[bench]'")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -442,6 +510,7 @@ def main(argv=None):
     parser.add_argument('--report-only', action='store_true',
                         help='rebuild results.md and the plots from results.json, run nothing')
     args = parser.parse_args(argv)
+    _require_bench_extra(args.report_only, not args.no_plots)
     split = [s.strip() for s in args.guesses.split(',') if s.strip()]
     guesses = ['minao'] + [g for g in split if g != 'minao']
     xcs = [s.strip().lower() for s in args.xc.split(',') if s.strip()]

@@ -31,8 +31,9 @@ SAD_DENSITY_CUTOFF = 1e-11
 #: Treatment of exact exchange for hybrids and HF in the projection (see project.py):
 #: 'sad_k', 'lda_x' or 'k_refresh'.
 EXCHANGE = getattr(__config__, 'mlguess_exchange', 'k_refresh')
-#: Integration-grid level used when the SCF object has no grids of its own (HF).
-HF_GRID_LEVEL = getattr(__config__, 'mlguess_hf_grid_level', 3)
+#: Level of the projection's own Becke integration grid (0-9, as ``Grids.level``); coarse,
+#: because the projection is one Fock build for a guess (levels compared in docs/design.md).
+PROJECTION_GRID_LEVEL = getattr(__config__, 'mlguess_projection_grid_level', 1)
 
 #: Device for the network ('cpu', 'cuda', 'cuda:1'); None picks CUDA when available.
 MODEL_DEVICE = getattr(__config__, 'mlguess_device', None)

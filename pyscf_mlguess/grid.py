@@ -18,6 +18,7 @@ from pyscf import lib
 from pyscf.dft import numint
 from pyscf.lib import logger
 from pyscf.scf import hf
+from scipy import integrate
 
 from pyscf_mlguess import config
 
@@ -123,8 +124,9 @@ def sad_density_matrix(mol):
     return dm, nelec_atom
 
 
-def _radial_table(mol, dm_sad):
-    """Radial profile of each distinct atom's spherical SAD density: {symbol: (r, rho)}."""
+def sad_radial_profiles(mol, dm_sad):
+    """Radial profile of each distinct atom's spherical SAD density: {symbol: (r, rho)}, or
+    None for an atom without electrons (a ghost)."""
     r = numpy.geomspace(config.SAD_RADIAL_RMIN, config.SAD_RADIAL_RMAX, config.SAD_RADIAL_POINTS)
     # Sampling along a general direction: the occupation-averaged atomic density is spherical.
     direction = numpy.array([0.48, 0.36, 0.8])
@@ -150,7 +152,7 @@ def sad_density_on_grid(mol, grid, dm_sad=None):
     """Spin-summed SAD density (e/Bohr^3) on ``grid``, shape ``grid.shape``."""
     if dm_sad is None:
         dm_sad = sad_density_matrix(mol)[0]
-    table = _radial_table(mol, dm_sad)
+    table = sad_radial_profiles(mol, dm_sad)
     rho = numpy.zeros(grid.shape)
     axes = grid.axes()
     for ia in range(mol.natm):
@@ -169,6 +171,37 @@ def sad_density_on_grid(mol, grid, dm_sad=None):
         dist = numpy.sqrt(dx[:, None, None]**2 + dy[None, :, None]**2 + dz[None, None, :]**2)
         rho[tuple(sub)] += numpy.interp(dist, r, rad, right=0.0)
     return rho
+
+
+def _radial_hartree(r, rho):
+    """Electrostatic potential of a spherical density on its radial grid ``r``:
+    V(r) = 4 pi [ (1/r) int_0^r rho s^2 ds + int_r^inf rho s ds ], and the total charge."""
+    inner = 4 * numpy.pi * integrate.cumulative_trapezoid(rho * r**2, r, initial=0.0)
+    outer = 4 * numpy.pi * integrate.cumulative_trapezoid(rho * r, r, initial=0.0)
+    return inner / r + (outer[-1] - outer), inner[-1]
+
+
+def sad_hartree_potential(mol, coords, profiles):
+    """Hartree potential (Hartree/e) of the SAD electron density at ``coords`` (n, 3).
+
+    Each atomic SAD density is spherical (``profiles`` from :func:`sad_radial_profiles`), so its
+    potential is a radial integral, exact up to the radial table; summed over atoms.  This is
+    J[D_SAD] as a potential, without two-electron integrals.
+    """
+    coords = numpy.asarray(coords, dtype=float)
+    radial = {symb: (prof[0], *_radial_hartree(*prof)) for symb, prof in profiles.items()
+              if prof is not None}
+    vh = numpy.zeros(len(coords))
+    for ia in range(mol.natm):
+        symb = mol.atom_symbol(ia)
+        if symb not in radial:
+            continue
+        r, v, charge = radial[symb]
+        dist = numpy.linalg.norm(coords - mol.atom_coord(ia), axis=1)
+        # beyond the table the atom is a point charge
+        vh += numpy.where(dist > r[-1], charge / numpy.maximum(dist, r[-1]),
+                          numpy.interp(dist, r, v))
+    return vh
 
 
 def density_on_grid(mol, dm, grid, blksize=8000):

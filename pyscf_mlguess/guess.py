@@ -11,8 +11,9 @@ Attributes added to every SCF object (declared in ``_keys``):
     ``None`` (the pretrained model matching the functional), a path to weights, or a predictor
     object (:mod:`pyscf_mlguess.model`).
 ``mlsr_grid_spacing``, ``mlsr_grid_margin``
-    The box in Bohr when the predictor does not fix it; ``None`` means the defaults in
-    :mod:`pyscf_mlguess.config`.
+    The input box in Bohr for predictors that work on any box; ``None`` means the defaults in
+    :mod:`pyscf_mlguess.config`.  A trained model fixes its own box (its weights say which), so
+    with it a value that differs from the model's is refused with an error, never ignored.
 ``mlsr_exchange``
     Treatment of exact exchange in the projection (:mod:`pyscf_mlguess.project`).
 ``mlsr_timings``
@@ -20,7 +21,6 @@ Attributes added to every SCF object (declared in ``_keys``):
 """
 
 import dataclasses
-import functools
 
 import numpy
 from pyscf import lib
@@ -31,7 +31,8 @@ from pyscf_mlguess import config
 from pyscf_mlguess.grid import (UniformGrid, log_grid, make_grid, sad_density_matrix,
                                 sad_density_on_grid)
 from pyscf_mlguess.model import load_predictor
-from pyscf_mlguess.project import GridDensityCorrection, project_density
+from pyscf_mlguess.field import DensityField
+from pyscf_mlguess.project import project_density
 
 KEY = 'mlsr'
 
@@ -85,17 +86,26 @@ def _resolve_predictor(mf, predictor):
 @dataclasses.dataclass
 class PredictedDensity:
     """Stages 1-2 of the guess: the SAD density matrix ``dm_sad`` and the model's correction
-    ``delta_rho`` on the uniform ``grid``, with wall seconds ``timings`` {'grid', 'model'}."""
+    ``field`` (a :class:`~pyscf_mlguess.field.DensityField`, ``delta_rho`` on its box), with wall
+    seconds ``timings`` {'grid', 'model'}.  The density is rho[dm_sad] + field."""
     dm_sad: numpy.ndarray
-    delta_rho: numpy.ndarray
-    grid: UniformGrid
+    field: DensityField
     timings: dict
 
-    @functools.cached_property
-    def correction(self):
-        """``delta_rho`` as a :class:`~pyscf_mlguess.project.GridDensityCorrection` (its splines
-        and Hartree potential), built once and shared by the projection and any measurement."""
-        return GridDensityCorrection(numpy.asarray(self.delta_rho, dtype=float), self.grid)
+
+def _box_setting(mf, predictor, name):
+    """The predictor's box spacing or margin, or the SCF object's ``mlsr_grid_<name>`` for a
+    predictor that takes any box; a setting the predictor cannot honour is refused."""
+    fixed = getattr(predictor, f'grid_{name}')
+    asked = getattr(mf, f'mlsr_grid_{name}')
+    if fixed is None:
+        return asked
+    if asked is not None and abs(float(asked) - float(fixed)) > 1e-12:
+        raise ValueError(
+            f'mlsr_grid_{name} = {asked} Bohr cannot be used with {predictor}: the network was '
+            f'trained on boxes with {name} {fixed} Bohr and needs its input on such a box. '
+            f'Leave mlsr_grid_{name} = None, or use weights trained for {name} {asked}.')
+    return fixed
 
 
 def predict_density(mf, mol=None, predictor=None):
@@ -113,19 +123,20 @@ def predict_density(mf, mol=None, predictor=None):
     if nghost:
         logger.info(mf, 'mlsr: %d ghost atom(s) carry basis functions but no SAD density', nghost)
 
-    spacing = predictor.grid_spacing or mf.mlsr_grid_spacing
-    margin = predictor.grid_margin if predictor.grid_margin is not None else mf.mlsr_grid_margin
-    grid = make_grid(mol, spacing, margin, max_memory=mf.max_memory)
+    grid = make_grid(mol, _box_setting(mf, predictor, 'spacing'),
+                     _box_setting(mf, predictor, 'margin'), max_memory=mf.max_memory)
     log_grid(mf, grid)
     dm_sad = sad_density_matrix(mol)[0]
     rho_sad = sad_density_on_grid(mol, grid, dm_sad)
     wall1 = logger.perf_counter()
     t1 = logger.timer(mf, 'mlsr SAD density on the box', *t1)
-    delta_rho, out_grid = predictor(mol, grid, rho_sad)
+    field = predictor(mol, grid, rho_sad)
+    if not isinstance(field, DensityField):
+        raise TypeError(f'{predictor!r} returned {type(field).__name__}; a predictor returns a '
+                        f'pyscf_mlguess.field.DensityField.')
     wall2 = logger.perf_counter()
     logger.timer(mf, 'mlsr predictor', *t1)
-    return PredictedDensity(dm_sad, delta_rho, out_grid,
-                            {'grid': wall1 - wall0, 'model': wall2 - wall1})
+    return PredictedDensity(dm_sad, field, {'grid': wall1 - wall0, 'model': wall2 - wall1})
 
 
 def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **kwargs):
@@ -154,9 +165,8 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
     else:
         _check_input(mf, mol)
     wall2 = logger.perf_counter()
-    dm = project_density(mf, density.delta_rho, density.grid, density.dm_sad,
-                         exchange=mf.mlsr_exchange, mol=mol, s1e=s1e,
-                         correction=density.correction)
+    dm = project_density(mf, density.dm_sad, density.field, exchange=mf.mlsr_exchange,
+                         mol=mol, s1e=s1e)
     if mf.istype('UHF'):
         # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
         dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)

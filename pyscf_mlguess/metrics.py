@@ -25,16 +25,16 @@ def default_grids(mol, grids=None):
     return grids
 
 
-def density_nmae(mol, dm, dm_ref, grids=None, correction=None):
-    """NMAE of the density of ``dm`` (plus a grid correction, e.g. a predicted delta_rho as a
-    :class:`pyscf_mlguess.project.GridDensityCorrection`) against that of ``dm_ref``."""
+def density_nmae(mol, dm, dm_ref, grids=None, field=None):
+    """NMAE of the density of ``dm`` (plus ``field``, e.g. a predicted delta_rho as a
+    :class:`pyscf_mlguess.field.DensityField`) against that of ``dm_ref``."""
     grids = default_grids(mol, grids)
     diff = _spin_summed(dm) - _spin_summed(dm_ref)
     ni = dft.numint.NumInt()
     err = 0.0
     for ao, mask, weight, coords in ni.block_loop(mol, grids, mol.nao, 0):
         rho = ni.eval_rho(mol, ao, diff, mask, 'LDA')
-        if correction is not None:
-            rho = rho + correction.evaluate(coords)[0][0]
+        if field is not None:
+            rho = rho + field.evaluate(coords)
         err += weight @ abs(rho)
     return float(err / mol.nelectron)

@@ -4,9 +4,9 @@ A *predictor* is any object with
 
 * ``grid_spacing`` and ``grid_margin``: the box (Bohr) it needs its input on, or ``None`` when it
   works on any box;
-* ``__call__(mol, grid, rho_sad) -> (delta_rho, out_grid)``: the correction to the SAD density on
-  ``out_grid``, which is ``grid`` itself or a finer grid covering the same voxels
-  (:meth:`pyscf_mlguess.grid.UniformGrid.refine`).
+* ``__call__(mol, grid, rho_sad) -> DensityField``: the correction ``delta_rho`` to the SAD
+  density as a :class:`~pyscf_mlguess.field.DensityField`, on ``grid`` itself or on a finer grid
+  covering the same voxels (:meth:`pyscf_mlguess.grid.UniformGrid.refine`).
 
 The pretrained residual 3D CNN (:class:`DensitySR`, wrapped by :class:`CNNPredictor`) is such a
 predictor; :func:`load_predictor` finds the weights that match an SCF object's functional.  Without
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from pyscf_mlguess import config
+from pyscf_mlguess.field import DensityField
 
 #: Weight families: the functional each pretrained model was trained on.
 PURE_FAMILY = 'pbe'
@@ -48,7 +49,7 @@ class ZeroPredictor:
     grid_margin = None
 
     def __call__(self, mol, grid, rho_sad):
-        return numpy.zeros(grid.shape), grid
+        return DensityField(numpy.zeros(grid.shape), grid)
 
     def __repr__(self):
         return 'ZeroPredictor()'
@@ -224,7 +225,7 @@ def predict_tiled(model, rho_sad, tile=None):
     with a halo of the receptive field from its neighbours; equals the untiled output.
     ``tile=None`` runs the whole box at once."""
     f = model.upsample
-    x = rho_sad[None, None]
+    x = rho_sad[None, None].contiguous(memory_format=torch.channels_last_3d)
     if tile is None or all(n <= tile for n in rho_sad.shape):
         return model(x)[0, 0]
     halo = model.receptive_radius
@@ -304,11 +305,16 @@ def load_weights(path, expected_sha256=None):
 
 class CNNPredictor:
     """The trained network as a predictor: SAD box in, charge-conserving delta_rho out on the
-    box refined ``model.upsample`` times."""
+    box refined ``model.upsample`` times.
+
+    On CPU the network runs in the channels-last layout (oneDNN's fast path for 3D convolutions)
+    with as many threads as PySCF uses (``lib.num_threads()``), so the guess honours the same
+    thread setting as the SCF it starts.
+    """
 
     def __init__(self, model, meta, device=None, tile=None, source=None):
         self.device = default_device() if device is None else torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device, memory_format=torch.channels_last_3d).eval()
         self.meta = meta
         self.grid_spacing = float(meta['input_spacing'])
         self.grid_margin = float(meta['margin'])
@@ -321,11 +327,18 @@ class CNNPredictor:
         return cls(model, meta, source=str(path), **kwargs)
 
     def __call__(self, mol, grid, rho_sad):
+        from pyscf import lib
         x = torch.as_tensor(numpy.asarray(rho_sad), dtype=torch.float32, device=self.device)
-        with torch.inference_mode():
-            delta = conserve_charge(predict_tiled(self.model, x, self.tile), x)
+        threads = torch.get_num_threads()
+        if self.device.type == 'cpu':
+            torch.set_num_threads(lib.num_threads())
+        try:
+            with torch.inference_mode():
+                delta = conserve_charge(predict_tiled(self.model, x, self.tile), x)
+        finally:
+            torch.set_num_threads(threads)
         out_grid = grid.refine(self.model.upsample) if self.model.upsample > 1 else grid
-        return delta.double().cpu().numpy(), out_grid
+        return DensityField(delta.double().cpu().numpy(), out_grid)
 
     def __repr__(self):
         return (f"CNNPredictor({self.source or 'in memory'}, {self.meta.get('xc', '?')}, "

@@ -5,6 +5,7 @@ predicted correction is perfect (``benchmarks/oracle.py``, ``tests/test_project.
 it is how training targets are put on the grid.
 """
 
+from pyscf_mlguess.field import DensityField
 from pyscf_mlguess.grid import density_on_grid, sad_density_matrix
 
 
@@ -24,7 +25,7 @@ class OraclePredictor:
         if getattr(dm, 'ndim', 2) == 3:
             dm = dm[0] + dm[1]
         delta_dm = dm - sad_density_matrix(mol)[0]
-        return density_on_grid(mol, delta_dm, out_grid), out_grid
+        return DensityField(density_on_grid(mol, delta_dm, out_grid), out_grid)
 
     def __repr__(self):
         return f'OraclePredictor(refine={self.refine})'

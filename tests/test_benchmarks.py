@@ -130,11 +130,31 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     text = run_scf.summarize(recs, ['minao', 'mlsr'])
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
     assert '| not side by side |' not in text
-    cycle = recs[0]['scf_s'] / recs[0]['cycles']
-    assert f'costs {ml["guess_s"] / cycle:.2f} (median;' in text
+    # the headline: wall time and effective cycles against minao, side by side
+    minao = recs[0]
+    cycle = minao['scf_s'] / minao['cycles']
+    effective = ml['cycles'] + ml['guess_s'] / cycle
+    assert text.index('mlsr against minao, side by side (1 molecules') < text.index('| guess |')
+    ratio = ml['total_s'] / minao['total_s']
+    assert f'| total wall time (guess + SCF) | {ratio:.2f} | ' in text
+    e_ratio = effective / (minao['cycles'] + minao['guess_s'] / cycle)
+    assert f'| effective cycles (cycles + guess / SCF cycle) | {e_ratio:.2f} | ' in text
+    assert f'costs {ml["guess_s"] / cycle:.2f} SCF cycles (median;' in text
+    assert f'{effective:.2f} / ' in text
     recs[1]['run'] = 'another invocation'          # wall times from two runs are not compared
     text = run_scf.summarize(recs, ['minao', 'mlsr'])
-    assert '| not side by side |' in text and 'of one SCF cycle' not in text
+    assert '| not side by side |' in text and 'SCF cycles (median;' not in text
+    assert 'no molecule has both runs in one invocation' in text
+
+
+def test_a_missing_bench_extra_names_the_install_command(run_scf, molecules, tmp_path,
+                                                         monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'matplotlib' else find_spec(name, *a))
+    with pytest.raises(SystemExit, match=r"matplotlib.*pip install 'pyscf-mlguess\[bench\]'"):
+        run_scf.main(['--molecules', str(molecules), '--out', str(tmp_path), '--report-only'])
 
 
 def test_dask_local_cluster(run_scf, molecules, tmp_path):

@@ -9,6 +9,7 @@ from pyscf.scf import hf
 
 import pyscf_mlguess
 from pyscf_mlguess import WeightsNotFoundError, ZeroPredictor
+from pyscf_mlguess.field import DensityField
 from pyscf_mlguess.oracle import OraclePredictor
 
 from conftest import AMMONIA, NH2_RADICAL, WATER, assert_density_matrix, assert_same_energy
@@ -87,23 +88,52 @@ def test_a_predicted_density_projects_to_the_same_guess(water_pbe, monkeypatch):
     mol, dm_ref, e_ref = water_pbe
     mf = dft.RKS(mol, xc='pbe')
     density = pyscf_mlguess.predict_density(mf, predictor=OraclePredictor(dm_ref))
-    assert density.delta_rho.shape == tuple(density.grid.shape)
+    assert isinstance(density.field, DensityField)
+    assert density.field.values.shape == tuple(density.field.grid.shape)
     assert set(density.timings) == {'grid', 'model'}
     direct = mf.init_guess_by_mlsr(predictor=OraclePredictor(dm_ref))
     numpy.testing.assert_allclose(mf.init_guess_by_mlsr(density=density), direct, atol=1e-10)
     assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
-    # the density's splines were built once (by the projection) and are not built again
-    built = density.correction
-    from pyscf_mlguess import project
-    from pyscf_mlguess.project import project_density
-    monkeypatch.setattr(project, 'GridDensityCorrection',
-                        lambda *a: pytest.fail('splines built again'))
+    # what the projection derived from the field (splines, Hartree potential) is not built again
+    from pyscf_mlguess import field
+    monkeypatch.setattr(field, 'hartree_potential', lambda *a: pytest.fail('built again'))
+    monkeypatch.setattr(field, '_spline', lambda *a: pytest.fail('built again'))
     numpy.testing.assert_allclose(mf.init_guess_by_mlsr(density=density), direct, atol=1e-10)
-    assert density.correction is built
-    monkeypatch.undo()
-    other = pyscf_mlguess.predict_density(mf, predictor=OraclePredictor(dm_ref))
-    with pytest.raises(ValueError, match='another grid'):
-        project_density(mf, other.delta_rho, other.grid, correction=built)
+
+
+def test_box_settings_that_the_model_cannot_honour_are_refused(water):
+    """A trained model fixes its box; mlsr_grid_spacing/margin that differ are refused, ones
+    that agree (or None) are accepted, and a predictor that takes any box uses them."""
+    class FixedBox(ZeroPredictor):
+        grid_spacing, grid_margin = 0.3, 4.0
+
+        def __repr__(self):
+            return 'FixedBox()'
+    mf = scf.RHF(water)
+    mf.mlsr_predictor = FixedBox()
+    mf.mlsr_grid_spacing = 0.3
+    assert pyscf_mlguess.predict_density(mf).field.grid.spacing == 0.3
+    mf.mlsr_grid_spacing = 0.2
+    with pytest.raises(ValueError, match=r'mlsr_grid_spacing = 0.2 .*FixedBox.*spacing 0.3'):
+        pyscf_mlguess.predict_density(mf)
+    mf.mlsr_grid_spacing = None
+    mf.mlsr_grid_margin = 6.0
+    with pytest.raises(ValueError, match=r'mlsr_grid_margin = 6.0 .*margin 4.0'):
+        mf.kernel(dm0=mf.get_init_guess(key='mlsr'))
+    mf = scf.RHF(water)
+    mf.mlsr_predictor = ZeroPredictor()
+    mf.mlsr_grid_spacing, mf.mlsr_grid_margin = 0.35, 3.0
+    grid = pyscf_mlguess.predict_density(mf).field.grid
+    assert (grid.spacing, grid.margin) == (0.35, 3.0)
+
+
+def test_a_predictor_must_return_a_density_field(water):
+    class Bare(ZeroPredictor):
+        def __call__(self, mol, grid, rho_sad):
+            return numpy.zeros(grid.shape), grid
+    mf = scf.RHF(water)
+    with pytest.raises(TypeError, match='returned tuple.*DensityField'):
+        pyscf_mlguess.predict_density(mf, predictor=Bare())
 
 
 def test_module_function_and_dm0_route(water_pbe):

@@ -51,13 +51,12 @@ def measure_sample(record, predictor):
     grids = default_grids(mol, mf.grids)
     density = predict_density(mf, predictor=predictor)      # the network runs once
     dm_sad = density.dm_sad
-    # the guess builds the correction inside its timed projection; the model NMAE reuses it
+    # the guess builds the field's splines inside its timed projection; the model NMAE reuses them
     dm_mlsr = init_guess_by_mlsr(mf, density=density)
-    correction = density.correction
     return {'key': record['key'], 'nao': mol.nao,
             'sad': density_nmae(mol, dm_sad, dm_ref, grids),
             'minao': density_nmae(mol, mf.init_guess_by_minao(mol), dm_ref, grids),
-            'model': density_nmae(mol, dm_sad, dm_ref, grids, correction),
+            'model': density_nmae(mol, dm_sad, dm_ref, grids, density.field),
             'mlsr_guess': density_nmae(mol, dm_mlsr, dm_ref, grids),
             'mlsr_timings': mf.mlsr_timings}
 
