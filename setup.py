@@ -13,8 +13,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     # The top-level weights/ folder ships inside the package as pyscf_mlguess.weights.
-    packages=['pyscf_mlguess', 'pyscf_mlguess.data', 'pyscf_mlguess.train',
-              'pyscf_mlguess.weights'],
+    packages=['pyscf_mlguess', 'pyscf_mlguess.benchmark', 'pyscf_mlguess.data',
+              'pyscf_mlguess.train', 'pyscf_mlguess.weights'],
     package_dir={'pyscf_mlguess.weights': 'weights'},
     package_data={'pyscf_mlguess.weights': ['*.pt', '*.json', 'SHA256SUMS', 'README.md']},
     install_requires=[

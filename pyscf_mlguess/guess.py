@@ -28,8 +28,7 @@ from pyscf.lib import logger
 from pyscf.scf import hf, uhf
 
 from pyscf_mlguess import config
-from pyscf_mlguess.grid import (UniformGrid, log_grid, make_grid, sad_density_matrix,
-                                sad_density_on_grid)
+from pyscf_mlguess.grid import log_grid, make_grid, sad_density_matrix, sad_density_on_grid
 from pyscf_mlguess.model import load_predictor
 from pyscf_mlguess.field import DensityField
 from pyscf_mlguess.project import project_density

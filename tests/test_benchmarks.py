@@ -1,10 +1,14 @@
-"""benchmarks/run_scf.py: two molecules and two guesses end to end, resume, bad input, Dask."""
+"""The benchmark (pyscf_mlguess.benchmark and its command line, benchmarks/run_scf.py): two
+molecules and two guesses end to end, resume, bad input, the headline, Dask."""
 
 import importlib.util
 import json
 import pathlib
 
 import pytest
+
+from pyscf_mlguess.benchmark import runner, summarize
+from pyscf_mlguess.benchmark.molecules import load_molecules
 
 from conftest import WATER
 
@@ -50,9 +54,9 @@ def test_two_molecules_two_guesses(run_scf, molecules, tmp_path, capsys, monkeyp
     assert '| minao | 2 |' in printed and '| atom | 2 |' in printed
     assert (out / 'pbe_sto-3g.png').exists()
     # a second run finds everything done and computes nothing
-    monkeypatch.setattr(run_scf, 'run_molecule', lambda *a, **k: pytest.fail('recomputed'))
+    monkeypatch.setattr(runner, 'run_molecule', lambda *a, **k: pytest.fail('recomputed'))
     again = run_scf.main(argv + ['--no-plots'])
-    assert sorted(map(run_scf._key, again)) == sorted(map(run_scf._key, records))
+    assert sorted(map(runner._key, again)) == sorted(map(runner._key, records))
 
 
 def test_new_guesses_reuse_the_stored_minao_reference(run_scf, molecules, tmp_path,
@@ -122,12 +126,12 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     meta = {'xc': 'pbe', 'input_spacing': 0.4, 'output_spacing': 0.2, 'margin': 3.0}
     model.save_weights(tmp_path / 'pbe.pt', net, meta)
     monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
-    recs = run_scf.run_molecule('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
+    recs = runner.run_molecule('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
                                 'def2-svp', ['minao', 'mlsr'])
     ml = recs[1]
     assert ml['converged'] and ml['delta_e'] < 1e-6
     assert ml['grid_s'] > 0 and ml['model_s'] > 0 and ml['projection_s'] > 0
-    text = run_scf.summarize(recs, ['minao', 'mlsr'])
+    text = summarize(recs, ['minao', 'mlsr'])
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
     assert '| not side by side |' not in text
     # the headline: wall time and effective cycles against minao, side by side
@@ -142,7 +146,7 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert f'costs {ml["guess_s"] / cycle:.2f} SCF cycles (median;' in text
     assert f'{effective:.2f} / ' in text
     recs[1]['run'] = 'another invocation'          # wall times from two runs are not compared
-    text = run_scf.summarize(recs, ['minao', 'mlsr'])
+    text = summarize(recs, ['minao', 'mlsr'])
     assert '| not side by side |' in text and 'SCF cycles (median;' not in text
     assert 'no molecule has both runs in one invocation' in text
 
@@ -158,9 +162,18 @@ def test_a_missing_bench_extra_names_the_install_command(run_scf, molecules, tmp
 
 
 def test_dask_local_cluster(run_scf, molecules, tmp_path):
-    records = run_scf.run(run_scf.load_molecules(str(molecules)), ['pbe'], ['sto-3g'],
+    records = runner.run(load_molecules(str(molecules)), ['pbe'], ['sto-3g'],
                           ['minao', 'atom'], tmp_path, workers=2, progress=False)
     assert len(records) == 4 and all(r['parallel'] for r in records)
     assert len({r['run'] for r in records}) == 1
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert saved['parallel'] and len(saved['records']) == 4
+
+
+def test_the_benchmark_does_not_import_training_code():
+    import subprocess
+    import sys
+    code = ('import sys, pyscf_mlguess.benchmark; '
+            'print(sorted(m for m in sys.modules if m.startswith("pyscf_mlguess.train")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == '[]'

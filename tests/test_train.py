@@ -76,12 +76,12 @@ def test_train_command(water_set, tmp_path, capsys):
 
 def test_finetune_on_xyz_files(tmp_path):
     """Two small molecules (one charged) from .xyz: references, fine-tuning, a report."""
-    from pyscf_mlguess.train.finetune import finetune, is_held_out, read_xyz
+    from pyscf_mlguess.train.finetune import finetune, is_held_out, sample_from_xyz
     mols = tmp_path / 'mols'
     mols.mkdir()
     (mols / 'water.xyz').write_text('3\n\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n')
     (mols / 'hydroxide.xyz').write_text('2\ncharge=-1 spin=0\nO 0 0 0\nH 0 0 0.97\n')
-    assert read_xyz(mols / 'hydroxide.xyz').charge == -1
+    assert sample_from_xyz(mols / 'hydroxide.xyz').charge == -1
     names = ['water', 'hydroxide']
     assert sorted(is_held_out(n) for n in names) == [False, True]   # one each way
     torch.manual_seed(0)

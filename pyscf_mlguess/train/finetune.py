@@ -12,40 +12,24 @@ family, and ``OUT/finetune.json`` reports the held-out NMAE before and after.
 import glob
 import json
 import os
-import re
 
-import numpy
 import torch
 
 from pyscf_mlguess.data import generate, qm9
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.model import find_weights, load_weights, xc_family
 from pyscf_mlguess.train.loop import evaluate, train
+from pyscf_mlguess.xyz import read_xyz
 
 HOLDOUT_FRACTION = 0.25
-_CHARGE = re.compile(r'charge\s*=\s*(-?\d+)')
-_SPIN = re.compile(r'spin\s*=\s*(\d+)')
 
 
-def read_xyz(path):
-    """A :class:`~pyscf_mlguess.data.qm9.Sample` from an .xyz file (charge/spin from the comment
-    line, as ``charge=N spin=M`` with spin = 2S)."""
-    with open(path) as f:
-        lines = f.read().splitlines()
-    try:
-        natm = int(lines[0].split()[0])
-    except (IndexError, ValueError):
-        raise ValueError(f'{path}: the first line must be the number of atoms') from None
-    comment = lines[1] if len(lines) > 1 else ''
-    atoms = [ln.split() for ln in lines[2:2 + natm]]
-    if len(atoms) != natm or any(len(a) < 4 for a in atoms):
-        raise ValueError(f'{path}: expected {natm} atom lines "symbol x y z"')
-    charge = int(_CHARGE.search(comment).group(1)) if _CHARGE.search(comment) else 0
-    spin = int(_SPIN.search(comment).group(1)) if _SPIN.search(comment) else 0
-    name = os.path.splitext(os.path.basename(path))[0]
-    return qm9.Sample(-1, '', tuple(a[0] for a in atoms),
-                      numpy.array([[float(v) for v in a[1:4]] for a in atoms]),
-                      charge=charge, spin=spin, name=name)
+def sample_from_xyz(path):
+    """A :class:`~pyscf_mlguess.data.qm9.Sample` of an .xyz file (charge and spin from its
+    comment line, see :func:`pyscf_mlguess.xyz.read_xyz`)."""
+    mol = read_xyz(path)
+    return qm9.Sample(-1, '', mol.elements, mol.coords_angstrom, charge=mol.charge,
+                      spin=mol.spin, name=mol.name)
 
 
 def is_held_out(name, fraction=HOLDOUT_FRACTION):
@@ -62,7 +46,7 @@ def finetune(molecules, out, xc='pbe', weights=None, basis=generate.BASIS, worke
     paths = sorted(glob.glob(os.path.join(molecules, '*.xyz')))
     if not paths:
         raise ValueError(f'no .xyz files in {molecules}')
-    samples = [read_xyz(p) for p in paths]
+    samples = [sample_from_xyz(p) for p in paths]
     parts = {'train': [s for s in samples if not is_held_out(s.key)],
              'holdout': [s for s in samples if is_held_out(s.key)]}
     if not parts['train'] or not parts['holdout']:

@@ -1,0 +1,219 @@
+"""The benchmark runs: every guess on a fresh SCF object per molecule, resumable, on Dask.
+
+For every molecule, functional and basis, a minao run at the requested tolerance is the
+reference (kept in ``results.json``: a resumed run with new guesses does not repeat it); then
+every guess runs on a fresh SCF object.  Each run records its cycles, whether it converged, its
+energy and |dE| against the minao run, the guess and SCF wall times (the guess split into grid /
+model / projection for mlsr), the number of basis functions and the NMAE of the guess density
+against the converged one on PySCF's integration grid (the run's own when it reached the
+reference energy, else the minao run's).  Results go to ``results.json`` after every finished
+molecule, so an interrupted run resumes.  Molecules run as independent Dask tasks (a local
+cluster of single-threaded processes, or a scheduler's address); ``workers=0`` runs them one by
+one in this process.  One results folder holds one set of the settings that change the numbers
+(:data:`SETTINGS`).
+"""
+
+import json
+import os
+import pathlib
+import sys
+import time
+import traceback
+
+ENERGY_TOL = 1e-6      # Ha: a run that lands further from the minao energy is a failure
+# settings that change the results (not only the timings), with their values in files that
+# predate them; one results folder holds one set
+SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None}
+
+
+def _make_scf(mol, xc):
+    from pyscf import dft, scf
+    if xc == 'hf':
+        return scf.RHF(mol) if mol.spin == 0 else scf.UHF(mol)
+    return dft.RKS(mol, xc=xc) if mol.spin == 0 else dft.UKS(mol, xc=xc)
+
+
+def _has_guess(mf, guess):
+    key = {'hcore': '1e'}.get(guess, guess)
+    return guess == 'mlsr' or hasattr(mf, f'init_guess_by_{key}')
+
+
+def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
+                 weights=None, reference=None, density_fit=False):
+    """Records (dicts) of every guess for one molecule, functional and basis.
+
+    ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
+    is then the reference and the minao SCF is not repeated.  A guess's density NMAE is measured
+    against its own converged density when the run reached the reference energy, else against
+    the minao run's (which is then computed).
+    """
+    base = {'molecule': name, 'xc': xc, 'basis': basis, 'density_fit': bool(density_fit)}
+    if isinstance(entry, str):
+        return [dict(base, guess=g, error=entry) for g in guesses]
+    from pyscf import gto
+    import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
+    from pyscf_mlguess.metrics import density_nmae
+    try:
+        mol = gto.M(atom=entry['atom'], basis=basis, charge=entry['charge'],
+                    spin=entry['spin'], verbose=0)
+        if basis.lower().startswith('def2') and max(mol.atom_charges()) > 36:
+            mol = gto.M(atom=entry['atom'], basis=basis, ecp=basis, charge=entry['charge'],
+                        spin=entry['spin'], verbose=0)   # def2 heavy elements carry ECPs
+    except Exception as err:
+        return [dict(base, guess=g, error=f'molecule: {err}') for g in guesses]
+    base['nao'] = mol.nao
+
+    def fresh():
+        mf = _make_scf(mol, xc)
+        if density_fit:
+            mf = mf.density_fit()
+        if conv_tol is not None:
+            mf.conv_tol = conv_tol
+        if max_cycle is not None:
+            mf.max_cycle = max_cycle
+        return mf
+
+    def one(guess):
+        mf = fresh()
+        if not _has_guess(mf, guess):
+            return dict(base, guess=guess, error=f'PySCF has no {guess!r} initial guess'), None
+        if guess == 'mlsr' and (device is not None or weights is not None):
+            from pyscf_mlguess.model import load_predictor
+            mf.mlsr_predictor = load_predictor(mf, weights, device=device)
+        t0 = time.perf_counter()
+        try:
+            dm0 = mf.get_init_guess(key=guess)
+        except Exception as err:
+            return dict(base, guess=guess, error=f'guess: {type(err).__name__}: {err}'), None
+        t1 = time.perf_counter()
+        mf.kernel(dm0=dm0)
+        t2 = time.perf_counter()
+        rec = dict(base, guess=guess, cycles=int(mf.cycles), converged=bool(mf.converged),
+                   e_tot=float(mf.e_tot), guess_s=t1 - t0, scf_s=t2 - t1, total_s=t2 - t0)
+        if guess == 'mlsr' and mf.mlsr_timings:
+            rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
+        return rec, (mf, dm0)
+
+    ref_state = None
+    if reference is None or 'minao' in guesses:
+        reference, ref_state = one('minao')
+        if 'error' in reference:
+            return [dict(base, guess=g, error=f'minao reference: {reference["error"]}')
+                    for g in guesses]
+
+    def reference_dm():
+        nonlocal ref_state
+        if ref_state is None:
+            ref_state = one('minao')[1]
+        return ref_state[0].make_rdm1()
+
+    out = []
+    for guess in guesses:
+        rec, state = (reference, ref_state) if guess == 'minao' else one(guess)
+        if state is not None:
+            mf, dm0 = state
+            rec['delta_e'] = abs(rec['e_tot'] - reference['e_tot'])
+            same_state = rec['converged'] and rec['delta_e'] <= ENERGY_TOL
+            dm_conv = mf.make_rdm1() if same_state else reference_dm()
+            rec['guess_nmae'] = density_nmae(mol, dm0, dm_conv, getattr(mf, 'grids', None))
+            rec['reference_converged'] = reference['converged']
+        out.append(rec)
+    return out
+
+
+def is_failure(rec):
+    return 'error' in rec or not rec['converged'] or rec['delta_e'] > ENERGY_TOL
+
+
+def _key(rec):
+    return rec['molecule'], rec['xc'], rec['basis'], rec['guess']
+
+
+def load_results(path):
+    """A results file's content (no records if it does not exist yet)."""
+    return json.loads(path.read_text()) if path.exists() else {'records': []}
+
+
+def _check_settings(stored, wanted, path):
+    """Refuse to mix runs made with different result-changing settings in one folder."""
+    if not stored['records']:
+        return
+    clash = {k: (stored.get(k, default), wanted[k]) for k, default in SETTINGS.items()
+             if stored.get(k, default) != wanted[k]}
+    if clash:
+        said = ', '.join(f'{k}={a!r} there, {b!r} now' for k, (a, b) in clash.items())
+        raise ValueError(f'{path} holds runs made with other settings ({said}); '
+                         'use another --out, or the settings it was made with')
+
+
+def _save(path, info, records):
+    tmp = path.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(dict(info, records=records), indent=1))
+    os.replace(tmp, path)
+
+
+def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
+        max_cycle=None, device=None, weights=None, density_fit=False, progress=True):
+    """Run what ``out/results.json`` does not hold yet; returns all its records."""
+    from tqdm import tqdm
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / 'results.json'
+    settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
+                'density_fit': bool(density_fit), 'weights': weights}
+    stored = load_results(path)
+    _check_settings(stored, settings, path)
+    records = stored['records']
+    done = {_key(r) for r in records}
+    minao = {_key(r)[:3]: r for r in records if r['guess'] == 'minao' and 'error' not in r}
+    tasks = [(name, entry, xc, basis, [g for g in guesses if (name, xc, basis, g) not in done],
+              minao.get((name, xc, basis)))
+             for name, entry in molecules for xc in xcs for basis in bases]
+    tasks = [t for t in tasks if t[4]]
+    parallel = scheduler is not None or workers > 1
+    info = {'python': sys.version.split()[0], 'cpu_count': os.cpu_count(),
+            'parallel': parallel, 'workers': None if scheduler else workers,
+            'scheduler': scheduler, 'device': device, **settings}
+    bar = tqdm(total=len(tasks), unit='task', disable=not progress)
+    run_id = time.strftime('%Y-%m-%dT%H:%M:%S%z')   # wall times compare only within one run
+
+    def finish(recs):
+        for rec in recs:
+            rec['parallel'] = parallel
+            rec['run'] = run_id
+        records.extend(recs)
+        _save(path, info, records)
+        bar.update()
+        bar.set_postfix_str(recs[0]['molecule'])
+
+    kwargs = dict(settings, device=device)
+    if not parallel:
+        for task in tasks:
+            finish(_guarded(*task, **kwargs))
+    else:
+        from dask.distributed import Client, LocalCluster, as_completed
+        cluster = None
+        if scheduler is None:
+            env = {v: '1' for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')}
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, env=env)
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(_guarded, *t, pure=False, **kwargs) for t in tasks]
+            for fut in as_completed(futures):
+                finish(fut.result())
+        if cluster is not None:
+            cluster.close()
+    bar.close()
+    if not tasks:
+        _save(path, info, records)
+    return records
+
+
+def _guarded(name, entry, xc, basis, guesses, reference, **kwargs):
+    try:
+        return run_molecule(name, entry, xc, basis, guesses, reference=reference, **kwargs)
+    except Exception as err:                          # one molecule never stops the run
+        msg = f'{type(err).__name__}: {err}'
+        traceback.print_exc()
+        return [{'molecule': name, 'xc': xc, 'basis': basis, 'guess': g, 'error': msg}
+                for g in guesses]
