@@ -11,8 +11,8 @@ test split of the training data, in its fixed order) or ``drugs`` (larger drug-l
 mlsr against minao in total wall time and effective cycles, side by side.  ``--density-fit``
 runs every SCF with density fitting (PySCF's ``mf.density_fit()`` and its default auxiliary
 basis).  A results folder holds one set of the settings that change the numbers
-(``--conv-tol``, ``--max-cycle``, ``--density-fit``, ``--weights``): resuming it with other
-ones is refused.
+(``--conv-tol``, ``--max-cycle``, ``--density-fit``, ``--weights``, ``--exchange``): resuming
+it with other ones is refused.
 """
 
 import argparse
@@ -62,6 +62,8 @@ def main(argv=None):
     parser.add_argument('--max-cycle', type=int)
     parser.add_argument('--density-fit', action='store_true',
                         help="every SCF with density fitting (PySCF's default auxiliary basis)")
+    parser.add_argument('--exchange', choices=['sad_k', 'lda_x', 'k_refresh'],
+                        help="the mlsr guess's exact-exchange treatment (default: the package's)")
     parser.add_argument('--no-plots', action='store_true')
     parser.add_argument('--report-only', action='store_true',
                         help='rebuild results.md and the plots from results.json, run nothing')
@@ -84,7 +86,7 @@ def main(argv=None):
         records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
                       scheduler=args.scheduler, conv_tol=args.conv_tol,
                       max_cycle=args.max_cycle, device=args.device, weights=args.weights,
-                      density_fit=args.density_fit)
+                      density_fit=args.density_fit, exchange=args.exchange)
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}
     records = [r for r in records if (r['molecule'], r['xc'], r['basis']) in wanted]
     parallel = any(r.get('parallel') for r in records)

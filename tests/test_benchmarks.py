@@ -97,7 +97,8 @@ def test_density_fitting_and_one_set_of_settings_per_folder(run_scf, tmp_path):
     assert '(density fitting)' in (tmp_path / 'df' / 'results.md').read_text()
     assert '(density fitting)' not in (tmp_path / 'exact' / 'results.md').read_text()
     for other in (['--out', str(tmp_path / 'df')],
-                  ['--out', str(tmp_path / 'exact'), '--conv-tol', '1e-7']):
+                  ['--out', str(tmp_path / 'exact'), '--conv-tol', '1e-7'],
+                  ['--out', str(tmp_path / 'exact'), '--exchange', 'lda_x']):
         with pytest.raises(ValueError, match='other settings'):
             run_scf.main(argv + other)
 

@@ -23,7 +23,8 @@ import traceback
 ENERGY_TOL = 1e-6      # Ha: a run that lands further from the minao energy is a failure
 # settings that change the results (not only the timings), with their values in files that
 # predate them; one results folder holds one set
-SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None}
+SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None,
+            'exchange': None}
 
 
 def _make_scf(mol, xc):
@@ -39,7 +40,7 @@ def _has_guess(mf, guess):
 
 
 def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
-                 weights=None, reference=None, density_fit=False):
+                 weights=None, reference=None, density_fit=False, exchange=None):
     """Records (dicts) of every guess for one molecule, functional and basis.
 
     ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
@@ -77,6 +78,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         mf = fresh()
         if not _has_guess(mf, guess):
             return dict(base, guess=guess, error=f'PySCF has no {guess!r} initial guess'), None
+        if guess == 'mlsr' and exchange is not None:
+            mf.mlsr_exchange = exchange
         if guess == 'mlsr' and (device is not None or weights is not None):
             from pyscf_mlguess.model import load_predictor
             mf.mlsr_predictor = load_predictor(mf, weights, device=device)
@@ -90,6 +93,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         t2 = time.perf_counter()
         rec = dict(base, guess=guess, cycles=int(mf.cycles), converged=bool(mf.converged),
                    e_tot=float(mf.e_tot), guess_s=t1 - t0, scf_s=t2 - t1, total_s=t2 - t0)
+        if guess == 'mlsr' and mf.mlsr_exchange is not None:
+            rec['exchange'] = mf.mlsr_exchange
         if guess == 'mlsr' and mf.mlsr_timings:
             rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
         return rec, (mf, dm0)
@@ -153,14 +158,19 @@ def _save(path, info, records):
 
 
 def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
-        max_cycle=None, device=None, weights=None, density_fit=False, progress=True):
-    """Run what ``out/results.json`` does not hold yet; returns all its records."""
+        max_cycle=None, device=None, weights=None, density_fit=False, exchange=None,
+        progress=True):
+    """Run what ``out/results.json`` does not hold yet; returns all its records.
+
+    ``exchange`` sets the mlsr guess's exact-exchange treatment (``mlsr_exchange``; None keeps
+    the default); like ``conv_tol``, ``max_cycle``, ``weights`` and ``density_fit`` it changes
+    the results, so one folder holds one value."""
     from tqdm import tqdm
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'results.json'
     settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
-                'density_fit': bool(density_fit), 'weights': weights}
+                'density_fit': bool(density_fit), 'weights': weights, 'exchange': exchange}
     stored = load_results(path)
     _check_settings(stored, settings, path)
     records = stored['records']
