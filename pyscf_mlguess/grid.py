@@ -173,6 +173,36 @@ def sad_density_on_grid(mol, grid, dm_sad=None):
     return rho
 
 
+def sad_density_at(mol, coords, profiles, deriv=0):
+    """The SAD density at ``coords`` (n, 3) from the atoms' radial profiles: shape (n,), or with
+    ``deriv=1`` (4, n) = (rho, d/dx, d/dy, d/dz), the layout of PySCF's ``eval_rho``.
+
+    Equal to evaluating D_SAD through the AOs (each atomic block is spherical) at the cost of
+    one interpolation per atom and point instead of an nao x nao contraction per point.
+    """
+    coords = numpy.asarray(coords, dtype=float)
+    out = numpy.zeros((4 if deriv else 1, len(coords)))
+    radial = {}
+    for ia in range(mol.natm):
+        symb = mol.atom_symbol(ia)
+        prof = profiles.get(symb)
+        if prof is None:
+            continue
+        if symb not in radial:
+            r, rho = prof
+            radial[symb] = (r, rho, numpy.gradient(rho, r) if deriv else None)
+        r, rho, drho = radial[symb]
+        d = coords - mol.atom_coord(ia)
+        dist = numpy.sqrt(numpy.einsum('gi,gi->g', d, d))
+        near = dist < r[-1]
+        out[0, near] += numpy.interp(dist[near], r, rho)
+        if deriv:
+            # d rho / d x = rho'(r) (x - X) / r; rho' vanishes at the nucleus by symmetry
+            slope = numpy.interp(dist[near], r, drho) / numpy.maximum(dist[near], r[0])
+            out[1:, near] += (d[near] * slope[:, None]).T
+    return out if deriv else out[0]
+
+
 def _radial_hartree(r, rho):
     """Electrostatic potential of a spherical density on its radial grid ``r``:
     V(r) = 4 pi [ (1/r) int_0^r rho s^2 ds + int_r^inf rho s ds ], and the total charge."""

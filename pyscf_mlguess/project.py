@@ -35,7 +35,8 @@ from pyscf.dft import numint
 from pyscf.lib import logger
 
 from pyscf_mlguess import config
-from pyscf_mlguess.grid import sad_density_matrix, sad_hartree_potential, sad_radial_profiles
+from pyscf_mlguess.grid import (sad_density_at, sad_density_matrix, sad_hartree_potential,
+                                sad_radial_profiles)
 
 EXCHANGE_TREATMENTS = ('sad_k', 'lda_x', 'k_refresh')
 
@@ -96,9 +97,10 @@ def projection_grids(mol, level=None, verbose=None, stdout=None):
 def potential_matrices(mf, mol, dm_sad, field, grids, with_lda_x=False):
     """J[rho] + Vxc[rho] for rho = rho[D_SAD] + ``field``, by quadrature on ``grids``.
 
-    The Hartree potential is that of the SAD atoms (radial integrals, no two-electron integrals)
-    plus the field's (FFT on its box); the exchange-correlation potential is the functional's
-    (:func:`_semilocal_xc`) of the summed density.  Both go into one ``numint.eval_mat`` per
+    The SAD density and its Hartree potential come from the atoms' radial profiles (each SAD
+    atom is spherical: an interpolation and a radial integral, no AO contraction and no
+    two-electron integrals), the field's from its box (splines, FFT); the
+    exchange-correlation potential is the functional's (:func:`_semilocal_xc`) of the sum.  Both go into one ``numint.eval_mat`` per
     block.  With ``with_lda_x`` the Slater-exchange potential matrix of rho (the ``'lda_x'``
     stand-in for exact exchange) comes too, else None.  Also returns the electrons of rho on
     ``grids``.
@@ -114,7 +116,7 @@ def potential_matrices(mf, mol, dm_sad, field, grids, with_lda_x=False):
     nelec = 0.0
     max_memory = max(2000, mf.max_memory - lib.current_memory()[0])
     for ao, mask, weight, coords in ni.block_loop(mol, grids, nao, deriv, max_memory):
-        rho = ni.eval_rho(mol, ao, dm_sad, mask, xctype, hermi=1) + field.evaluate(coords, deriv)
+        rho = sad_density_at(mol, coords, profiles, deriv) + field.evaluate(coords, deriv)
         rho0 = rho[0] if deriv else rho
         nelec += rho0 @ weight
         vh = sad_hartree_potential(mol, coords, profiles) + field.potential(coords)

@@ -88,3 +88,27 @@ def test_bad_grid_parameters(water):
         make_grid(water, spacing=0.0)
     with pytest.raises(ValueError, match='at least one atom'):
         make_grid(gto.M(atom=[], verbose=0))
+
+
+def test_sad_density_and_gradient_at_points_match_the_aos():
+    """sad_density_at (radial profiles) against PySCF's eval_rho of D_SAD, on an integration
+    grid: the same density and gradient to the radial table's accuracy."""
+    from pyscf import dft
+    from pyscf_mlguess.grid import sad_density_at, sad_radial_profiles
+    mol = gto.M(atom='C 0 0 0; O 1.2 0 0; N -1.3 0.2 0.1; H -1.8 -0.6 0.3; H -1.7 1 -0.2; '
+                     'H 0 0.9 0.5; Cl 1.9 1.5 0.3', basis='def2-svp', charge=1, verbose=0)
+    dm = sad_density_matrix(mol)[0]
+    profiles = sad_radial_profiles(mol, dm)
+    grids = dft.gen_grid.Grids(mol).build(with_non0tab=True)
+    ni = dft.numint.NumInt()
+    err = numpy.zeros(2)
+    norm = numpy.zeros(2)
+    for ao, mask, weight, coords in ni.block_loop(mol, grids, mol.nao, 1):
+        exact = ni.eval_rho(mol, ao, dm, mask, 'GGA', hermi=1)
+        rho = sad_density_at(mol, coords, profiles, deriv=1)
+        numpy.testing.assert_array_equal(sad_density_at(mol, coords, profiles), rho[0])
+        err += [weight @ abs(rho[0] - exact[0]),
+                weight @ numpy.linalg.norm(rho[1:] - exact[1:], axis=0)]
+        norm += [weight @ exact[0], weight @ numpy.linalg.norm(exact[1:], axis=0)]
+    assert norm[0] == pytest.approx(mol.atom_charges().sum(), abs=1e-3)   # neutral atoms
+    assert err[0] / norm[0] < 5e-5 and err[1] / norm[1] < 1e-4
