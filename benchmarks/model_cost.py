@@ -40,7 +40,7 @@ def measure(sample, predictor):
     dm_sad = sad_density_matrix(mol)[0]
     row['sad_dm_s'] = time.perf_counter() - t
     t0 = time.perf_counter()
-    grid = make_grid(mol, predictor.grid_spacing, predictor.grid_margin)
+    grid = make_grid(mol, predictor.input_spacing, predictor.margin)
     rho_sad = sad_density_on_grid(mol, grid, dm_sad)
     t1 = time.perf_counter()
     field = predictor(mol, grid, rho_sad)

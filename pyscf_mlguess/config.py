@@ -2,18 +2,17 @@
 
 Each value can be overridden the PySCF way, through ``pyscf.__config__`` (for example a
 ``PYSCF_CONFIG_FILE`` that sets ``mlguess_grid_spacing = 0.25``), or per SCF object through the
-``mlsr_*`` attributes the hook registers.  The grid defaults come from the oracle table
-(``benchmarks/results/oracle/oracle.md``); a predictor (trained weights) may fix its own.
+``mlsr_*`` attributes the hook registers.  Why each default is what it is, with the
+measurements, is in docs/design.md; a predictor (trained weights) fixes its own box.
 """
 
 from pyscf import __config__
 
-#: Spacing of the density handed to the projection, Bohr.  Oracle (PBE, six molecules): 0.1 Bohr
-#: needs 5-7 cycles, 0.15 needs 6-9, 0.2 needs 7-9, 0.3 needs 8-11 (minao 9-13).  0.15 keeps most
-#: of 0.1's gain with 3.4x fewer points, which is what the model's output and the Hartree FFT cost.
+#: Box spacing (Bohr) for predictors that take any box: the oracle's cycles fall with it, the
+#: cost of the field (network output, Hartree FFT) grows as its cube.
 GRID_SPACING = getattr(__config__, 'mlguess_grid_spacing', 0.15)
-#: Distance from the outermost nucleus to the box face, Bohr.  delta_rho left outside the box:
-#: -3e-3 e at 4 Bohr, -2.7e-4 e at 5 Bohr, -1.5e-5 e at 6 Bohr (water, PBE).
+#: Distance from the outermost nucleus to the box face, Bohr: enough that the correction left
+#: outside the box is negligible.
 GRID_MARGIN = getattr(__config__, 'mlguess_grid_margin', 5.0)
 #: Box edges are rounded up to a multiple of this many points (room for x2 down/up-sampling).
 GRID_MULTIPLE = getattr(__config__, 'mlguess_grid_multiple', 4)

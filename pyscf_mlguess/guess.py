@@ -93,9 +93,9 @@ class PredictedDensity:
 
 
 def _box_setting(mf, predictor, name):
-    """The predictor's box spacing or margin, or the SCF object's ``mlsr_grid_<name>`` for a
-    predictor that takes any box; a setting the predictor cannot honour is refused."""
-    fixed = getattr(predictor, f'grid_{name}')
+    """The predictor's input box spacing or margin, or the SCF object's ``mlsr_grid_<name>``
+    for a predictor that takes any box; a setting the predictor cannot honour is refused."""
+    fixed = getattr(predictor, {'spacing': 'input_spacing', 'margin': 'margin'}[name])
     asked = getattr(mf, f'mlsr_grid_{name}')
     if fixed is None:
         return asked

@@ -2,7 +2,7 @@
 
 A *predictor* is any object with
 
-* ``grid_spacing`` and ``grid_margin``: the box (Bohr) it needs its input on, or ``None`` when it
+* ``input_spacing`` and ``margin``: the box (Bohr) it needs its input on, or ``None`` when it
   works on any box;
 * ``__call__(mol, grid, rho_sad) -> DensityField``: the correction ``delta_rho`` to the SAD
   density as a :class:`~pyscf_mlguess.field.DensityField`, on ``grid`` itself or on a finer grid
@@ -45,8 +45,8 @@ class WeightsNotFoundError(RuntimeError):
 class ZeroPredictor:
     """delta_rho = 0: the SAD density itself goes through the projection (for tests and the
     ``sad`` baseline; never picked automatically)."""
-    grid_spacing = None
-    grid_margin = None
+    input_spacing = None
+    margin = None
 
     def __call__(self, mol, grid, rho_sad):
         return DensityField(numpy.zeros(grid.shape), grid)
@@ -316,8 +316,8 @@ class CNNPredictor:
         self.device = default_device() if device is None else torch.device(device)
         self.model = model.to(self.device, memory_format=torch.channels_last_3d).eval()
         self.meta = meta
-        self.grid_spacing = float(meta['input_spacing'])
-        self.grid_margin = float(meta['margin'])
+        self.input_spacing = float(meta['input_spacing'])
+        self.margin = float(meta['margin'])
         self.tile = config.MODEL_TILE if tile is None else tile
         self.source = source
 

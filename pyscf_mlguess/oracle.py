@@ -13,10 +13,10 @@ class OraclePredictor:
     """delta_rho = rho[dm_ref] - rho[D_SAD], evaluated exactly from AOs on the box, or on the box
     refined ``refine`` times (to stand in for a model with sub-voxel upsampling)."""
 
-    def __init__(self, dm_ref, grid_spacing=None, grid_margin=None, refine=1):
+    def __init__(self, dm_ref, input_spacing=None, margin=None, refine=1):
         self.dm_ref = dm_ref
-        self.grid_spacing = grid_spacing
-        self.grid_margin = grid_margin
+        self.input_spacing = input_spacing
+        self.margin = margin
         self.refine = int(refine)
 
     def __call__(self, mol, grid, rho_sad):

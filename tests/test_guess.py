@@ -105,7 +105,7 @@ def test_box_settings_that_the_model_cannot_honour_are_refused(water):
     """A trained model fixes its box; mlsr_grid_spacing/margin that differ are refused, ones
     that agree (or None) are accepted, and a predictor that takes any box uses them."""
     class FixedBox(ZeroPredictor):
-        grid_spacing, grid_margin = 0.3, 4.0
+        input_spacing, margin = 0.3, 4.0
 
         def __repr__(self):
             return 'FixedBox()'

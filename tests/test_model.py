@@ -112,7 +112,7 @@ def test_mlsr_runs_the_network_from_user_weights(tmp_path, net, water, monkeypat
     mf = dft.RKS(water, xc='pbe')
     predictor = model.load_predictor(mf)
     assert isinstance(predictor, model.CNNPredictor) and predictor.source == str(path)
-    assert predictor.grid_spacing == 0.3 and predictor.grid_margin == 4.0
+    assert predictor.input_spacing == 0.3 and predictor.margin == 4.0
     dm0 = mf.get_init_guess(key='mlsr')   # PySCF's own default key here would be minao
     assert_density_matrix(mf, dm0)
     mf.init_guess = 'mlsr'
