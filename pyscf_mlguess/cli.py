@@ -17,7 +17,7 @@ def _data_generate(args):
     result = generate(args.out, args.xc, args.split, args.n, basis=args.basis,
                       workers=args.workers, scheduler=args.scheduler,
                       shard_size=args.shard_size, perturb_fraction=args.perturb_fraction,
-                      conv_tol=args.conv_tol)
+                      conv_tol=args.conv_tol, density_fit=args.density_fit)
     print(json.dumps(result, indent=1))
 
 
@@ -76,6 +76,9 @@ def build_parser():
     g.add_argument('--out', default='data', help='dataset root (default: data)')
     g.add_argument('--basis', default=gen.BASIS)
     g.add_argument('--conv-tol', type=float, default=gen.CONV_TOL)
+    g.add_argument('--density-fit', action='store_true',
+                   help="density-fitted references (PySCF's default auxiliary basis; recorded "
+                   "with each sample)")
     g.add_argument('--workers', type=int, default=None, help='local worker processes')
     g.add_argument('--scheduler', default=None, help='address of a running Dask scheduler')
     g.add_argument('--shard-size', type=int, default=100)

@@ -7,6 +7,7 @@ import pytest
 from pyscf import dft, gto
 
 from pyscf_mlguess.data import generate, qm9, store
+from pyscf_mlguess.metrics import density_nmae
 
 from conftest import WATER
 
@@ -57,6 +58,19 @@ def test_stored_density_reproduces_energy_and_density(water_record, tmp_path):
     assert numpy.sum(w * abs(rho - rho_ref)) / numpy.sum(w * rho_ref) < 1e-4
     # the minao baseline: cycles at this and at PySCF's default tolerance, trace per cycle
     assert rec['minao_cycles'] == len(rec['scf_trace']) >= rec['minao_cycles_default_tol'] > 0
+
+
+def test_density_fitted_reference_is_recorded_and_close(water_record):
+    fitted = generate.reference_calculation(_water_sample(), 'pbe', threads=0, density_fit=True)
+    assert fitted['density_fit'] and fitted['auxbasis'] and fitted['converged']
+    assert not water_record['density_fit'] and water_record['auxbasis'] is None
+    # another method: a small energy shift, a density within 1e-4 NMAE of the exact one
+    assert 1e-7 < abs(fitted['e_tot'] - water_record['e_tot']) < 1e-3
+    mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
+    s = mol.intor('int1e_ovlp')
+    dms = [store.density_matrix_from_orbitals(r['mo_occ_coeff'] * store.ORBITAL_QUANTUM, s)
+           for r in (fitted, water_record)]
+    assert density_nmae(mol, *dms) < 1e-4
 
 
 def test_writer_resumes_and_never_keeps_half_files(water_record, tmp_path):
