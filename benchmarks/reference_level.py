@@ -1,0 +1,64 @@
+"""Cheaper reference calculations for the training data: how far do they move the density?
+
+    python benchmarks/reference_level.py --start 0 --n 30
+
+For stored PBE validation samples (exact-integral references, conv_tol 1e-10), recompute the
+reference with density fitting (PySCF's default auxiliary basis) at conv_tol 1e-10, and for the
+first ``--timed`` of them also at 1e-9 and the exact reference again for timing, all on one
+thread.  Appends one JSON line per molecule to
+``benchmarks/results/reference_level/pbe_valid.jsonl``: wall seconds, cycles, the density NMAE
+against the stored reference (on PySCF's default grid) and the energy difference.  A cheaper
+level is adopted only if its NMAE stays <= 2e-4 (0.02 %), far below the model's error.
+"""
+
+import argparse
+import json
+import pathlib
+import time
+
+from pyscf import dft, lib
+
+from pyscf_mlguess.data import store
+from pyscf_mlguess.metrics import density_nmae
+from pyscf_mlguess.train.release import molecule_of
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data', default=str(HERE.parent / 'data' / 'pbe_def2svp' / 'valid'))
+    parser.add_argument('--start', type=int, default=0)
+    parser.add_argument('--n', type=int, default=30)
+    parser.add_argument('--timed', type=int, default=0, help='molecules also run exactly')
+    parser.add_argument('--out', default=str(HERE / 'results' / 'reference_level'))
+    args = parser.parse_args()
+    lib.num_threads(1)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = list(store.iter_records(args.data))[args.start:args.start + args.n]
+    for i, rec in enumerate(records):
+        mol = molecule_of(rec)
+        dm_ref = store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+        row = {'key': rec['key'], 'nao': mol.nao, 'stored_exact_wall': round(rec['minao_wall_s'], 1)}
+        variants = [('df', True, 1e-10)]
+        if i < args.timed:
+            variants += [('df_tol1e-9', True, 1e-9), ('exact', False, 1e-10)]
+        for name, fitted, tol in variants:
+            mf = dft.RKS(mol, xc=rec['xc'])
+            if fitted:
+                mf = mf.density_fit()
+            mf.conv_tol = tol
+            t = time.perf_counter()
+            mf.kernel()
+            row[name] = {'wall': round(time.perf_counter() - t, 2), 'cycles': mf.cycles,
+                         'nmae': density_nmae(mol, mf.make_rdm1(), dm_ref, mf.grids),
+                         'dE': mf.e_tot - rec['e_tot']}
+        with open(out / f"{rec['xc']}_valid.jsonl", 'a') as f:
+            print(json.dumps(row), file=f)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == '__main__':
+    main()
