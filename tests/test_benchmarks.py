@@ -132,6 +132,11 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     ml = recs[1]
     assert ml['converged'] and ml['delta_e'] < 1e-6
     assert ml['grid_s'] > 0 and ml['model_s'] > 0 and ml['projection_s'] > 0
+    assert 'exchange' not in ml                    # PBE has no exact exchange to treat
+    model.save_weights(tmp_path / 'b3lyp.pt', net, dict(meta, xc='b3lyp'))
+    hf = runner.run_molecule('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'hf', 'sto-3g',
+                             ['minao', 'mlsr'], exchange='sad_k')
+    assert hf[1]['exchange'] == 'sad_k' and hf[1]['converged']
     text = summarize(recs, ['minao', 'mlsr'])
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
     assert '| not side by side |' not in text

@@ -54,6 +54,7 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
     from pyscf import gto
     import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
     from pyscf_mlguess.metrics import density_nmae
+    from pyscf_mlguess.project import exchange_fractions
     try:
         mol = gto.M(atom=entry['atom'], basis=basis, charge=entry['charge'],
                     spin=entry['spin'], verbose=0)
@@ -93,8 +94,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         t2 = time.perf_counter()
         rec = dict(base, guess=guess, cycles=int(mf.cycles), converged=bool(mf.converged),
                    e_tot=float(mf.e_tot), guess_s=t1 - t0, scf_s=t2 - t1, total_s=t2 - t0)
-        if guess == 'mlsr' and mf.mlsr_exchange is not None:
-            rec['exchange'] = mf.mlsr_exchange
+        if guess == 'mlsr' and any(exchange_fractions(mf)[1:]):
+            rec['exchange'] = mf.mlsr_exchange      # only where there is exact exchange
         if guess == 'mlsr' and mf.mlsr_timings:
             rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
         return rec, (mf, dm0)
