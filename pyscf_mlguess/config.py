@@ -28,8 +28,9 @@ SAD_RADIAL_RMAX = 40.0
 SAD_DENSITY_CUTOFF = 1e-11
 
 #: Treatment of exact exchange for hybrids and HF in the projection (see project.py):
-#: 'sad_k', 'lda_x' or 'k_refresh'.
-EXCHANGE = getattr(__config__, 'mlguess_exchange', 'k_refresh')
+#: 'sad_k', 'lda_x' or 'k_refresh'.  'lda_x' builds no K: with the trained model it gives as
+#: few SCF cycles as 'k_refresh' for a fraction of the guess's cost (docs/design.md).
+EXCHANGE = getattr(__config__, 'mlguess_exchange', 'lda_x')
 #: Level of the projection's own Becke integration grid (0-9, as ``Grids.level``); coarse,
 #: because the projection is one Fock build for a guess (levels compared in docs/design.md).
 PROJECTION_GRID_LEVEL = getattr(__config__, 'mlguess_projection_grid_level', 1)
