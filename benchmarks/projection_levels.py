@@ -25,7 +25,7 @@ from pyscf.dft import numint
 import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
 from pyscf_mlguess import config
 from pyscf_mlguess.data import qm9
-from pyscf_mlguess.grid import sad_density_matrix, sad_hartree_potential, sad_radial_profiles
+from pyscf_mlguess.grid import RadialSAD, sad_density_matrix
 from pyscf_mlguess.metrics import density_nmae
 from pyscf_mlguess.project import projection_grids
 
@@ -37,14 +37,14 @@ def j_sad_errors(levels):
     mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
     dm = sad_density_matrix(mol)[0]
     j_exact = scf.RHF(mol).get_j(mol, dm)
-    profiles = sad_radial_profiles(mol, dm)
+    sad = RadialSAD(mol, dm)
     lines = []
     for level in levels:
         grids = projection_grids(mol, level)
         ni = numint.NumInt()
         j = 0
         for ao, mask, weight, coords in ni.block_loop(mol, grids, mol.nao, 0):
-            vh = sad_hartree_potential(mol, coords, profiles)
+            vh = sad.evaluate(coords, with_potential=True)[1]
             j = j + numint.eval_mat(mol, ao, weight, None, (vh,), mask, 'LDA')
         lines.append(f'{level} {grids.weights.size} max|dJ| {abs(j - j_exact).max()} E_J err '
                      f'{numpy.einsum("ij,ji", j - j_exact, dm) / 2}')

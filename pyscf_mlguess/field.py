@@ -126,7 +126,9 @@ class DensityField:
 
     @functools.cached_property
     def _gradient_splines(self):
-        return [_spline(g) for g in density_gradient(self.values, self.grid.spacing)]
+        # Differences and spline prefiltering are both convolutions and commute (inside the
+        # box), so differencing the density's spline coefficients gives the gradient's.
+        return density_gradient(self._density_splines[0], self.grid.spacing)
 
     @functools.cached_property
     def _potential_spline(self):

@@ -124,10 +124,16 @@ def sad_density_matrix(mol):
     return dm, nelec_atom
 
 
+def _radial_points():
+    """The geometric radial grid (Bohr) of the SAD atoms' tables."""
+    return numpy.geomspace(config.SAD_RADIAL_RMIN, config.SAD_RADIAL_RMAX,
+                           config.SAD_RADIAL_POINTS)
+
+
 def sad_radial_profiles(mol, dm_sad):
     """Radial profile of each distinct atom's spherical SAD density: {symbol: (r, rho)}, or
     None for an atom without electrons (a ghost)."""
-    r = numpy.geomspace(config.SAD_RADIAL_RMIN, config.SAD_RADIAL_RMAX, config.SAD_RADIAL_POINTS)
+    r = _radial_points()
     # Sampling along a general direction: the occupation-averaged atomic density is spherical.
     direction = numpy.array([0.48, 0.36, 0.8])
     direction /= numpy.linalg.norm(direction)
@@ -173,36 +179,6 @@ def sad_density_on_grid(mol, grid, dm_sad=None):
     return rho
 
 
-def sad_density_at(mol, coords, profiles, deriv=0):
-    """The SAD density at ``coords`` (n, 3) from the atoms' radial profiles: shape (n,), or with
-    ``deriv=1`` (4, n) = (rho, d/dx, d/dy, d/dz), the layout of PySCF's ``eval_rho``.
-
-    Equal to evaluating D_SAD through the AOs (each atomic block is spherical) at the cost of
-    one interpolation per atom and point instead of an nao x nao contraction per point.
-    """
-    coords = numpy.asarray(coords, dtype=float)
-    out = numpy.zeros((4 if deriv else 1, len(coords)))
-    radial = {}
-    for ia in range(mol.natm):
-        symb = mol.atom_symbol(ia)
-        prof = profiles.get(symb)
-        if prof is None:
-            continue
-        if symb not in radial:
-            r, rho = prof
-            radial[symb] = (r, rho, numpy.gradient(rho, r) if deriv else None)
-        r, rho, drho = radial[symb]
-        d = coords - mol.atom_coord(ia)
-        dist = numpy.sqrt(numpy.einsum('gi,gi->g', d, d))
-        near = dist < r[-1]
-        out[0, near] += numpy.interp(dist[near], r, rho)
-        if deriv:
-            # d rho / d x = rho'(r) (x - X) / r; rho' vanishes at the nucleus by symmetry
-            slope = numpy.interp(dist[near], r, drho) / numpy.maximum(dist[near], r[0])
-            out[1:, near] += (d[near] * slope[:, None]).T
-    return out if deriv else out[0]
-
-
 def _radial_hartree(r, rho):
     """Electrostatic potential of a spherical density on its radial grid ``r``:
     V(r) = 4 pi [ (1/r) int_0^r rho s^2 ds + int_r^inf rho s ds ], and the total charge."""
@@ -211,27 +187,66 @@ def _radial_hartree(r, rho):
     return inner / r + (outer[-1] - outer), inner[-1]
 
 
-def sad_hartree_potential(mol, coords, profiles):
-    """Hartree potential (Hartree/e) of the SAD electron density at ``coords`` (n, 3).
+class RadialSAD:
+    """The SAD density of a molecule and its Hartree potential at any points, from radial tables.
 
-    Each atomic SAD density is spherical (``profiles`` from :func:`sad_radial_profiles`), so its
-    potential is a radial integral, exact up to the radial table; summed over atoms.  This is
-    J[D_SAD] as a potential, without two-electron integrals.
+    Each atomic block of D_SAD is spherical, so per element one radial table (built once, on
+    the geometric grid of :func:`sad_radial_profiles`) holds the density, its radial slope and
+    the electrostatic potential of that density (a radial integral).  At a point, each atom
+    costs one distance and one table lookup; nothing is an nao x nao contraction and nothing
+    needs two-electron integrals.  Equal to evaluating D_SAD through the AOs (and J[D_SAD] as
+    a potential) up to the radial tables' accuracy.
     """
-    coords = numpy.asarray(coords, dtype=float)
-    radial = {symb: (prof[0], *_radial_hartree(*prof)) for symb, prof in profiles.items()
-              if prof is not None}
-    vh = numpy.zeros(len(coords))
-    for ia in range(mol.natm):
-        symb = mol.atom_symbol(ia)
-        if symb not in radial:
-            continue
-        r, v, charge = radial[symb]
-        dist = numpy.linalg.norm(coords - mol.atom_coord(ia), axis=1)
-        # beyond the table the atom is a point charge
-        vh += numpy.where(dist > r[-1], charge / numpy.maximum(dist, r[-1]),
-                          numpy.interp(dist, r, v))
-    return vh
+
+    def __init__(self, mol, dm_sad):
+        profiles = sad_radial_profiles(mol, dm_sad)
+        elements = [s for s, prof in profiles.items() if prof is not None]
+        self.r = _radial_points()
+        # rows per element: density, d density / dr, Hartree potential
+        self.tables = numpy.empty((len(elements), 3, self.r.size))
+        self.charges = numpy.empty(len(elements))
+        for k, symb in enumerate(elements):
+            rho = profiles[symb][1]
+            v, self.charges[k] = _radial_hartree(self.r, rho)
+            self.tables[k] = rho, numpy.gradient(rho, self.r), v
+        index = {s: k for k, s in enumerate(elements)}
+        atoms = [ia for ia in range(mol.natm) if mol.atom_symbol(ia) in index]
+        self.atom_coords = mol.atom_coords()[atoms]
+        self.atom_tables = numpy.array([index[mol.atom_symbol(ia)] for ia in atoms], dtype=int)
+
+    def evaluate(self, coords, deriv=0, with_potential=False):
+        """The SAD density at ``coords`` (n, 3): shape (n,), or with ``deriv=1`` (4, n) =
+        (rho, d/dx, d/dy, d/dz), the layout of PySCF's ``eval_rho``; with ``with_potential``
+        also its Hartree potential (Hartree/e), shape (n,)."""
+        coords = numpy.asarray(coords, dtype=float)
+        rho = numpy.zeros((4 if deriv else 1, len(coords)))
+        vh = numpy.zeros(len(coords)) if with_potential else None
+        r, last = self.r, self.r.size - 1
+        log_step = numpy.log(r[1] / r[0])
+        for centre, k in zip(self.atom_coords, self.atom_tables):
+            d = coords - centre
+            dist = numpy.sqrt(numpy.einsum('gi,gi->g', d, d))
+            # linear interpolation on the geometric radial grid: the index is a logarithm
+            t = numpy.log(numpy.maximum(dist, r[0]) / r[0]) / log_step
+            i = numpy.minimum(t.astype(int), last - 1)
+            w = numpy.minimum(t - i, 1.0)
+            beyond = dist > r[-1]
+            rows = (0, 1) if deriv else (0,)
+            if with_potential:
+                rows += (2,)
+            tab = self.tables[k][list(rows)]
+            vals = tab[:, i] * (1 - w) + tab[:, i + 1] * w
+            rho[0] += numpy.where(beyond, 0.0, vals[0])
+            if deriv:
+                # d rho / d x = rho'(r) (x - X) / r; rho' vanishes at the nucleus by symmetry
+                slope = numpy.where(beyond, 0.0, vals[1]) / numpy.maximum(dist, r[0])
+                rho[1:] += d.T * slope
+            if with_potential:
+                # beyond the table the atom is a point charge
+                vh += numpy.where(beyond, self.charges[k] / numpy.maximum(dist, r[-1]),
+                                  vals[-1])
+        rho = rho if deriv else rho[0]
+        return (rho, vh) if with_potential else rho
 
 
 def density_on_grid(mol, dm, grid, blksize=8000):

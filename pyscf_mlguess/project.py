@@ -35,8 +35,7 @@ from pyscf.dft import numint
 from pyscf.lib import logger
 
 from pyscf_mlguess import config
-from pyscf_mlguess.grid import (sad_density_at, sad_density_matrix, sad_hartree_potential,
-                                sad_radial_profiles)
+from pyscf_mlguess.grid import RadialSAD, sad_density_matrix
 
 EXCHANGE_TREATMENTS = ('sad_k', 'lda_x', 'k_refresh')
 
@@ -94,42 +93,44 @@ def projection_grids(mol, level=None, verbose=None, stdout=None):
     return grids.build(with_non0tab=True)
 
 
-def potential_matrices(mf, mol, dm_sad, field, grids, with_lda_x=False):
-    """J[rho] + Vxc[rho] for rho = rho[D_SAD] + ``field``, by quadrature on ``grids``.
+def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=False):
+    """J[rho] + Vxc[rho] (+ ``lda_x`` times the Slater-exchange potential of rho, the ``'lda_x'``
+    stand-in for exact exchange) for rho = rho[D_SAD] + ``field``, by quadrature on ``grids``.
 
-    The SAD density and its Hartree potential come from the atoms' radial profiles (each SAD
-    atom is spherical: an interpolation and a radial integral, no AO contraction and no
-    two-electron integrals), the field's from its box (splines, FFT); the
-    exchange-correlation potential is the functional's (:func:`_semilocal_xc`) of the sum.  Both go into one ``numint.eval_mat`` per
-    block.  With ``with_lda_x`` the Slater-exchange potential matrix of rho (the ``'lda_x'``
-    stand-in for exact exchange) comes too, else None.  Also returns the electrons of rho on
-    ``grids``.
+    The SAD density and its Hartree potential come from the atoms' radial tables
+    (:class:`~pyscf_mlguess.grid.RadialSAD`: no AO contraction and no two-electron integrals),
+    the field's from its box (splines, FFT); the exchange-correlation potential is the
+    functional's (:func:`_semilocal_xc`) of the sum.  All go into one ``numint.eval_mat`` per
+    block.  With ``split_lda_x`` the Slater-exchange potential matrix (unscaled) is also
+    returned on its own, else None.  Also returns the electrons of rho on ``grids``.
     """
     xc = _semilocal_xc(mf)
     ni = mf._numint if isinstance(mf, dft.rks.KohnShamDFT) else numint.NumInt()
     xctype = 'LDA' if xc is None else ni._xc_type(xc)
     deriv = 1 if xctype == 'GGA' else 0
-    profiles = sad_radial_profiles(mol, dm_sad)
+    sad = RadialSAD(mol, dm_sad)
     nao = mol.nao
     vmat = numpy.zeros((nao, nao))
-    vx_lda = numpy.zeros((nao, nao)) if with_lda_x else None
+    vx_lda = numpy.zeros((nao, nao)) if split_lda_x else None
     nelec = 0.0
     max_memory = max(2000, mf.max_memory - lib.current_memory()[0])
     for ao, mask, weight, coords in ni.block_loop(mol, grids, nao, deriv, max_memory):
-        rho = sad_density_at(mol, coords, profiles, deriv) + field.evaluate(coords, deriv)
+        rho, vh = sad.evaluate(coords, deriv, with_potential=True)
+        rho += field.evaluate(coords, deriv)
+        vh += field.potential(coords)
         rho0 = rho[0] if deriv else rho
         nelec += rho0 @ weight
-        vh = sad_hartree_potential(mol, coords, profiles) + field.potential(coords)
-        if xc is None:
-            vxc = (vh, None)
-        else:
-            vrho, vsigma = ni.eval_xc(xc, rho, spin=0, deriv=1)[1][:2]
-            vxc = (vrho + vh, vsigma)
-        vmat += numint.eval_mat(mol, ao, weight, rho, vxc, mask, xctype)
-        if with_lda_x:
-            ao0 = ao[0] if deriv else ao
+        vrho, vsigma = vh, None
+        if xc is not None:
+            vxc = ni.eval_xc(xc, rho, spin=0, deriv=1)[1]
+            vrho, vsigma = vxc[0] + vh, vxc[1]
+        if lda_x or split_lda_x:
             vx = ni.eval_xc('LDA,', rho0, spin=0, deriv=1)[1][0]
-            vx_lda += numint.eval_mat(mol, ao0, weight, rho0, (vx,), mask, 'LDA')
+            vrho = vrho + lda_x * vx
+            if split_lda_x:
+                ao0 = ao[0] if deriv else ao
+                vx_lda += numint.eval_mat(mol, ao0, weight, rho0, (vx,), mask, 'LDA')
+        vmat += numint.eval_mat(mol, ao, weight, rho, (vrho, vsigma), mask, xctype)
     return vmat, vx_lda, nelec
 
 
@@ -180,8 +181,11 @@ def project_density(mf, dm_sad, field, exchange=None, mol=None, s1e=None, grids=
     has_exx = bool(hyb or alpha)
     # Slater exchange stands in for the short-range (or global) exact-exchange share.
     lda_x_share = hyb if hyb != 0 else alpha
-    vmat, vx_lda, nelec = potential_matrices(mf, mol, dm_sad, field, grids,
-                                             with_lda_x=has_exx and exchange != 'sad_k')
+    # With 'lda_x' the Slater stand-in goes into the same matrix; 'k_refresh' needs J + Vxc
+    # without it too, for its second Fock matrix.
+    stand_in = lda_x_share if has_exx and exchange != 'sad_k' else 0.0
+    vmat, vx_lda, nelec = potential_matrices(mf, mol, dm_sad, field, grids, lda_x=stand_in,
+                                             split_lda_x=has_exx and exchange == 'k_refresh')
     logger.debug(mf, 'mlsr projection: %.6f electrons in the density on the integration grid',
                  nelec)
     t0 = logger.timer(mf, 'mlsr potential matrix', *t0)
@@ -191,12 +195,11 @@ def project_density(mf, dm_sad, field, exchange=None, mol=None, s1e=None, grids=
     if has_exx and exchange == 'sad_k':
         vhf = _subtract_exchange(mf, mol, vmat, dm_ref)
     else:
-        vhf = vmat if vx_lda is None else vmat + lda_x_share * vx_lda
-        if spin_separated:
-            vhf = numpy.array((vhf, vhf))
+        vhf = numpy.array((vmat, vmat)) if spin_separated else vmat
     dm = _diagonalise(mf, h1e, s1e, vhf, dm_ref)
     if has_exx and exchange == 'k_refresh':
         # The LDA stand-in made a first density matrix; now the real exact exchange from it.
+        vmat = vmat - stand_in * vx_lda
         dm = _diagonalise(mf, h1e, s1e, _subtract_exchange(mf, mol, vmat, dm), dm)
         logger.info(mf, 'mlsr projection: exact exchange refreshed once from the first '
                     'diagonalised density matrix')

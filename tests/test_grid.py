@@ -91,22 +91,23 @@ def test_bad_grid_parameters(water):
 
 
 def test_sad_density_and_gradient_at_points_match_the_aos():
-    """sad_density_at (radial profiles) against PySCF's eval_rho of D_SAD, on an integration
+    """RadialSAD (radial tables) against PySCF's eval_rho of D_SAD, on an integration
     grid: the same density and gradient to the radial table's accuracy."""
     from pyscf import dft
-    from pyscf_mlguess.grid import sad_density_at, sad_radial_profiles
+    from pyscf_mlguess.grid import RadialSAD
     mol = gto.M(atom='C 0 0 0; O 1.2 0 0; N -1.3 0.2 0.1; H -1.8 -0.6 0.3; H -1.7 1 -0.2; '
                      'H 0 0.9 0.5; Cl 1.9 1.5 0.3', basis='def2-svp', charge=1, verbose=0)
     dm = sad_density_matrix(mol)[0]
-    profiles = sad_radial_profiles(mol, dm)
+    sad = RadialSAD(mol, dm)
     grids = dft.gen_grid.Grids(mol).build(with_non0tab=True)
     ni = dft.numint.NumInt()
     err = numpy.zeros(2)
     norm = numpy.zeros(2)
     for ao, mask, weight, coords in ni.block_loop(mol, grids, mol.nao, 1):
         exact = ni.eval_rho(mol, ao, dm, mask, 'GGA', hermi=1)
-        rho = sad_density_at(mol, coords, profiles, deriv=1)
-        numpy.testing.assert_array_equal(sad_density_at(mol, coords, profiles), rho[0])
+        rho, vh = sad.evaluate(coords, deriv=1, with_potential=True)
+        numpy.testing.assert_array_equal(sad.evaluate(coords), rho[0])
+        numpy.testing.assert_array_equal(sad.evaluate(coords, with_potential=True)[1], vh)
         err += [weight @ abs(rho[0] - exact[0]),
                 weight @ numpy.linalg.norm(rho[1:] - exact[1:], axis=0)]
         norm += [weight @ exact[0], weight @ numpy.linalg.norm(exact[1:], axis=0)]

@@ -4,8 +4,7 @@ from pyscf import dft, gto, scf
 from pyscf.dft import numint
 
 from pyscf_mlguess.field import DensityField
-from pyscf_mlguess.grid import (make_grid, sad_density_matrix, sad_hartree_potential,
-                                sad_radial_profiles)
+from pyscf_mlguess.grid import RadialSAD, make_grid, sad_density_matrix
 from pyscf_mlguess.oracle import OraclePredictor
 from pyscf_mlguess.project import EXCHANGE_TREATMENTS, project_density, projection_grids
 
@@ -17,12 +16,12 @@ def test_sad_hartree_potential_gives_the_exact_coulomb_matrix(water):
     against PySCF's analytic J."""
     dm_sad = sad_density_matrix(water)[0]
     j_exact = scf.RHF(water).get_j(water, dm_sad)
-    profiles = sad_radial_profiles(water, dm_sad)
+    sad = RadialSAD(water, dm_sad)
     grids = projection_grids(water, level=3)
     ni = numint.NumInt()
     j = 0
     for ao, mask, weight, coords in ni.block_loop(water, grids, water.nao, 0):
-        vh = sad_hartree_potential(water, coords, profiles)
+        vh = sad.evaluate(coords, with_potential=True)[1]
         j = j + numint.eval_mat(water, ao, weight, None, (vh,), mask, 'LDA')
     assert numpy.abs(j - j_exact).max() < 2e-4
     assert abs(numpy.einsum('ij,ji->', j - j_exact, dm_sad)) < 1e-3
