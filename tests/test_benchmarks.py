@@ -151,6 +151,8 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert f'| effective cycles (cycles + guess / SCF cycle) | {e_ratio:.2f} | ' in text
     assert f'costs {ml["guess_s"] / cycle:.2f} SCF cycles (median;' in text
     assert f'{effective:.2f} / ' in text
+    assert (f'By stage (median SCF cycles): SAD box {ml["grid_s"] / cycle:.2f}, network '
+            f'{ml["model_s"] / cycle:.2f}, projection {ml["projection_s"] / cycle:.2f}.') in text
     recs[1]['run'] = 'another invocation'          # wall times from two runs are not compared
     text = summarize(recs, ['minao', 'mlsr'])
     assert '| not side by side |' in text and 'SCF cycles (median;' not in text

@@ -115,8 +115,24 @@ def side_by_side(ml, minao):
                    'scf_s': (a['scf_s'], b['scf_s']),
                    'total_s': (a['total_s'], b['total_s']),
                    'effective': (a['cycles'] + a['guess_s'] / cycle_s,
-                                 b['cycles'] + b['guess_s'] / cycle_s)}
+                                 b['cycles'] + b['guess_s'] / cycle_s),
+                   'stages': {k: a[f'{k}_s'] / cycle_s for k in GUESS_STAGES
+                              if a.get(f'{k}_s') is not None}}
     return rows
+
+
+#: The mlsr guess's stages as its records time them (``mf.mlsr_timings``), with their labels.
+GUESS_STAGES = {'grid': 'SAD box', 'model': 'network', 'projection': 'projection'}
+
+
+def _stage_costs(rows):
+    """'SAD box 0.08, network 0.31, projection 0.62' (median SCF cycles per stage), or ''."""
+    parts = []
+    for key, label in GUESS_STAGES.items():
+        costs = [r['stages'][key] for r in rows.values() if key in r['stages']]
+        if costs:
+            parts.append(f'{label} {statistics.median(costs):.2f}')
+    return ', '.join(parts)
 
 
 def _ratio_stats(pairs):
@@ -145,10 +161,12 @@ def _headline_lines(ml, minao):
         med, w, t, lo = _ratio_stats([r[key] for r in rows.values()])
         lines.append(f'| {label} | {med:.2f} | {w} / {t} / {lo} |')
     cost = [r['guess_s'][0] / r['cycle_s'] for r in rows.values()]
+    stages = _stage_costs(rows)
     lines += ['', f'Summed wall time of all mlsr runs over all minao runs: {total:.2f}. The mlsr '
               f'guess costs {statistics.median(cost):.2f} SCF cycles (median; '
               f'{min(cost):.2f}–{max(cost):.2f}), one SCF cycle being the minao run\'s SCF wall '
-              'time over its cycles.', '',
+              'time over its cycles.'
+              + (f' By stage (median SCF cycles): {stages}.' if stages else ''), '',
               '<details><summary>Per molecule</summary>', '',
               '| molecule | nao | cycles mlsr / minao | guess s mlsr / minao | SCF s mlsr / minao '
               '| total s mlsr / minao | effective cycles mlsr / minao |', '|---|---|---|---|---|---|---|']
