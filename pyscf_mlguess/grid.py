@@ -201,7 +201,7 @@ class RadialSAD:
     def __init__(self, mol, dm_sad):
         profiles = sad_radial_profiles(mol, dm_sad)
         elements = [s for s, prof in profiles.items() if prof is not None]
-        self.r = _radial_points()
+        self.r = profiles[elements[0]][0] if elements else _radial_points()
         # rows per element: density, d density / dr, Hartree potential
         self.tables = numpy.empty((len(elements), 3, self.r.size))
         self.charges = numpy.empty(len(elements))
@@ -223,6 +223,10 @@ class RadialSAD:
         vh = numpy.zeros(len(coords)) if with_potential else None
         r, last = self.r, self.r.size - 1
         log_step = numpy.log(r[1] / r[0])
+        rows = [0, 1] if deriv else [0]
+        if with_potential:
+            rows.append(2)
+        tables = self.tables[:, rows]
         for centre, k in zip(self.atom_coords, self.atom_tables):
             d = coords - centre
             dist = numpy.sqrt(numpy.einsum('gi,gi->g', d, d))
@@ -231,10 +235,7 @@ class RadialSAD:
             i = numpy.minimum(t.astype(int), last - 1)
             w = numpy.minimum(t - i, 1.0)
             beyond = dist > r[-1]
-            rows = (0, 1) if deriv else (0,)
-            if with_potential:
-                rows += (2,)
-            tab = self.tables[k][list(rows)]
+            tab = tables[k]
             vals = tab[:, i] * (1 - w) + tab[:, i + 1] * w
             rho[0] += numpy.where(beyond, 0.0, vals[0])
             if deriv:
