@@ -2,16 +2,19 @@
 
 For each molecule and functional: converge tightly (the reference density), then count PySCF's
 default SCF cycles from minao, from 'atom', and from 'mlsr' with the oracle predictor (the exact
-delta_rho on the box) for several grid spacings and, for hybrids, each exact-exchange treatment.
-'k_refresh' costs one extra exchange build, counted in its "total" column.
+delta_rho on the box) for several grid spacings, projection grid levels and, for hybrids, each
+exact-exchange treatment.  'k_refresh' costs one extra exchange build, counted in its "total"
+column.
 
     python benchmarks/oracle.py --out benchmarks/results/oracle          # all, resumable
     python benchmarks/oracle.py --molecules benchmarks/molecules/oracle --xc pbe --spacings 0.2
+    python benchmarks/oracle.py --spacings 0.15 --grid-levels 1,2 --exchange lda_x,k_refresh
 
 Writes ``results.json`` (one record per molecule, functional, guess) and ``oracle.md``.
 """
 
 import argparse
+import itertools
 import json
 import pathlib
 import time
@@ -40,7 +43,7 @@ def run(mol, xc, init_guess, **attrs):
     return mf, time.perf_counter() - t0
 
 
-def oracle_rows(path, xc, basis, spacings, margin):
+def oracle_rows(path, xc, basis, spacings, margin, grid_levels, treatments):
     mol = gto.M(atom=str(path), basis=basis, verbose=0)
     ref = make_scf(mol, xc)
     ref.conv_tol = 1e-11
@@ -48,9 +51,10 @@ def oracle_rows(path, xc, basis, spacings, margin):
     dm_ref = ref.make_rdm1()
     rows = []
 
-    def record(guess, mf, seconds, spacing=None, exchange=None, extra=0):
+    def record(guess, mf, seconds, spacing=None, exchange=None, extra=0, level=None):
         rows.append(dict(molecule=path.stem, xc=xc, basis=basis, nao=mol.nao, guess=guess,
                          spacing=spacing, margin=margin if spacing else None, exchange=exchange,
+                         grid_level=level,
                          cycles=mf.cycles, extra_builds=extra, total=mf.cycles + extra,
                          converged=bool(mf.converged), e_tot=mf.e_tot, seconds=seconds))
 
@@ -58,25 +62,30 @@ def oracle_rows(path, xc, basis, spacings, margin):
     record('minao', mf_minao, t)
     record('atom', *run(mol, xc, 'atom'))
     hybrid = xc == 'hf' or bool(make_scf(mol, xc)._numint.rsh_and_hybrid_coeff(xc)[2])
-    treatments = EXCHANGE_TREATMENTS if hybrid else (None,)
-    for exchange in treatments:
-        extra = 1 if exchange == 'k_refresh' else 0
-        # delta_rho = 0: the SAD density matrix itself is projected, no grid involved
-        mf, t = run(mol, xc, 'mlsr', mlsr_predictor=ZeroPredictor(),
-                    mlsr_exchange=exchange or config.EXCHANGE)
-        record('sad-projected', mf, t, None, exchange, extra)
-        for spacing in spacings:
-            mf, t = run(mol, xc, 'mlsr', mlsr_exchange=exchange or config.EXCHANGE,
-                        mlsr_predictor=OraclePredictor(dm_ref, spacing, margin))
-            record('oracle', mf, t, spacing, exchange, extra)
+    default_level = config.PROJECTION_GRID_LEVEL
+    try:
+        for level, exchange in itertools.product(grid_levels, treatments if hybrid else (None,)):
+            # read at call time by project.projection_grids
+            config.PROJECTION_GRID_LEVEL = level
+            extra = 1 if exchange == 'k_refresh' else 0
+            # delta_rho = 0: the SAD density matrix itself is projected, no box involved
+            mf, t = run(mol, xc, 'mlsr', mlsr_predictor=ZeroPredictor(),
+                        mlsr_exchange=exchange or config.EXCHANGE)
+            record('sad-projected', mf, t, None, exchange, extra, level)
+            for spacing in spacings:
+                mf, t = run(mol, xc, 'mlsr', mlsr_exchange=exchange or config.EXCHANGE,
+                            mlsr_predictor=OraclePredictor(dm_ref, spacing, margin))
+                record('oracle', mf, t, spacing, exchange, extra, level)
+    finally:
+        config.PROJECTION_GRID_LEVEL = default_level
     for row in rows:
         row['delta_e'] = row['e_tot'] - mf_minao.e_tot
     return rows
 
 
 def markdown(rows):
-    lines = ['| molecule | xc | nao | minao | atom | guess | exchange | spacing (Bohr) | cycles '
-             '(+extra) | max abs(dE) vs minao |', '|' + '---|' * 10]
+    lines = ['| molecule | xc | nao | minao | atom | guess | exchange | projection grid level | '
+             'spacing (Bohr) | cycles (+extra) | max abs(dE) vs minao |', '|' + '---|' * 11]
     groups = {}
     for r in rows:
         groups.setdefault((r['molecule'], r['xc']), []).append(r)
@@ -85,12 +94,14 @@ def markdown(rows):
         for r in rs:
             if r['guess'] in ('minao', 'atom'):
                 continue
+            level = r.get('grid_level')
             cyc = f"{r['cycles']}" + (f" (+{r['extra_builds']})" if r['extra_builds'] else '')
             if not r['converged']:
                 cyc += ' not converged'
             lines.append(f"| {mol} | {xc} | {r['nao']} | {base['minao']['cycles']} | "
                          f"{base['atom']['cycles']} | {r['guess']} | {r['exchange'] or '-'} | "
-                         f"{r['spacing'] or '-'} | {cyc} | {abs(r['delta_e']):.1e} |")
+                         f"{'-' if level is None else level} | {r['spacing'] or '-'} | {cyc} | "
+                         f"{abs(r['delta_e']):.1e} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -102,6 +113,11 @@ def main():
     parser.add_argument('--basis', default='def2-svp')
     parser.add_argument('--spacings', default='0.1,0.15,0.2,0.3')
     parser.add_argument('--margin', type=float, default=config.GRID_MARGIN)
+    parser.add_argument('--grid-levels', default=str(config.PROJECTION_GRID_LEVEL),
+                        help='projection integration grid levels, comma-separated')
+    parser.add_argument('--exchange', default=','.join(EXCHANGE_TREATMENTS),
+                        help='exchange treatments for hybrids, comma-separated (of '
+                             f'{", ".join(EXCHANGE_TREATMENTS)})')
     parser.add_argument('--out', default=str(HERE / 'results' / 'oracle'))
     args = parser.parse_args()
     out = pathlib.Path(args.out)
@@ -110,12 +126,18 @@ def main():
     rows = json.loads(store.read_text()) if store.exists() else []
     done = {(r['molecule'], r['xc']) for r in rows}
     spacings = [float(s) for s in args.spacings.split(',')]
+    levels = [int(s) for s in args.grid_levels.split(',')]
+    treatments = args.exchange.split(',')
+    unknown = set(treatments) - set(EXCHANGE_TREATMENTS)
+    if unknown:
+        parser.error(f'--exchange: unknown treatment(s) {sorted(unknown)}; '
+                     f'choose from {EXCHANGE_TREATMENTS}')
     for xc in args.xc.split(','):
         for path in sorted(pathlib.Path(args.molecules).glob('*.xyz')):
             if (path.stem, xc) in done:
                 continue
             t0 = time.perf_counter()
-            rows += oracle_rows(path, xc, args.basis, spacings, args.margin)
+            rows += oracle_rows(path, xc, args.basis, spacings, args.margin, levels, treatments)
             store.write_text(json.dumps(rows, indent=1))
             (out / 'oracle.md').write_text(markdown(rows))
             print(f'{path.stem} {xc}: {time.perf_counter() - t0:.0f} s', flush=True)
