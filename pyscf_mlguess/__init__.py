@@ -20,9 +20,9 @@ The pipeline reads in one direction: :mod:`~pyscf_mlguess.grid` (SAD density on 
 __version__ = '0.1.0'
 
 from pyscf_mlguess.guess import get_init_guess, init_guess_by_mlsr, install, predict_density
-from pyscf_mlguess.model import WeightsNotFoundError, ZeroPredictor
+from pyscf_mlguess.model import WeightsFileError, WeightsNotFoundError, ZeroPredictor
 
 install()
 
-__all__ = ['get_init_guess', 'init_guess_by_mlsr', 'predict_density', 'WeightsNotFoundError',
-           'ZeroPredictor', '__version__']
+__all__ = ['get_init_guess', 'init_guess_by_mlsr', 'predict_density', 'WeightsFileError',
+           'WeightsNotFoundError', 'ZeroPredictor', '__version__']

@@ -286,19 +286,70 @@ def _shipped_hashes():
     return out
 
 
+#: What a weights file holds (see :func:`save_weights`); ``meta`` needs at least these keys.
+_WEIGHTS_KEYS = ('format', 'arch', 'meta', 'state_dict')
+_META_KEYS = ('xc', 'input_spacing', 'margin')
+
+
+class WeightsFileError(ValueError):
+    """A weights file that cannot be used; the message names the file and what is wrong."""
+
+
+def _read_weights_blob(path):
+    """The dict in a weights file, or :class:`WeightsFileError` saying why there is none."""
+    try:
+        blob = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:    # torch raises OSError, KeyError, UnpicklingError, RuntimeError
+        raise WeightsFileError(
+            f'{path} is not a readable pyscf-mlguess weights file: torch.load(weights_only=True) '
+            f'failed with {type(err).__name__}: {err}. The file may be truncated or damaged, '
+            f'not written by torch.save, or hold Python objects other than tensors.') from err
+    if not isinstance(blob, dict):
+        raise WeightsFileError(
+            f'{path} holds a {type(blob).__name__}, not a pyscf-mlguess weights dict (keys '
+            f'{", ".join(_WEIGHTS_KEYS)}); write weights with pyscf_mlguess.model.save_weights '
+            f'or `pyscf-mlguess train`.')
+    missing = [k for k in _WEIGHTS_KEYS if k not in blob]
+    if missing:
+        raise WeightsFileError(
+            f'{path} is not a pyscf-mlguess weights file: it lacks {", ".join(missing)} (it has '
+            f'{", ".join(map(str, blob)) or "no keys"}). A bare state_dict does not say which '
+            f'network it belongs to; write weights with pyscf_mlguess.model.save_weights.')
+    if blob['format'] != WEIGHTS_FORMAT:
+        raise WeightsFileError(f'{path}: weights format {blob["format"]!r}, this version of '
+                               f'pyscf_mlguess reads {WEIGHTS_FORMAT}.')
+    missing = [k for k in _META_KEYS if k not in blob['meta']]
+    if missing:
+        raise WeightsFileError(f'{path}: its metadata lacks {", ".join(missing)}, which say what '
+                               f'functional and input box the network was trained for.')
+    return blob
+
+
 def load_weights(path, expected_sha256=None):
-    """(model, meta) from a weights file, after checking its SHA-256 when one is expected."""
+    """(model, meta) from a weights file, after checking its SHA-256 when one is expected.
+
+    A file that is not a usable weights file raises :class:`WeightsFileError` naming the file
+    and the defect.
+    """
     if expected_sha256 is not None:
         digest = sha256_of(path)
         if digest != expected_sha256:
-            raise RuntimeError(f'Weights file {path} has SHA-256 {digest}, expected '
-                               f'{expected_sha256}: the file is damaged or not the shipped one.')
-    blob = torch.load(path, map_location='cpu', weights_only=True)
-    if blob.get('format') != WEIGHTS_FORMAT:
-        raise RuntimeError(f'{path}: weights format {blob.get("format")!r}, this version of '
-                           f'pyscf_mlguess reads {WEIGHTS_FORMAT}.')
-    model = DensitySR(**blob['arch'])
-    model.load_state_dict(blob['state_dict'])
+            raise WeightsFileError(f'Weights file {path} has SHA-256 {digest}, expected '
+                                   f'{expected_sha256}: the file is damaged or not the shipped '
+                                   f'one.')
+    blob = _read_weights_blob(path)
+    try:
+        model = DensitySR(**blob['arch'])
+    except TypeError as err:
+        raise WeightsFileError(f'{path}: its architecture {blob["arch"]} is not one DensitySR '
+                               f'accepts ({err}).') from err
+    try:
+        model.load_state_dict(blob['state_dict'])
+    except RuntimeError as err:
+        raise WeightsFileError(f'{path}: its tensors do not fit the architecture it names '
+                               f'({blob["arch"]}): {err}') from err
     model.eval()
     return model, blob['meta']
 
@@ -358,5 +409,9 @@ def load_predictor(mf, path=None, device=None):
     if shipped:
         expected = _shipped_hashes().get(os.path.basename(target))
         if expected is None:
-            raise RuntimeError(f'{target} is not listed in the package SHA256SUMS table.')
+            raise WeightsFileError(f'{target} is not listed in the package SHA256SUMS table.')
+    else:
+        from pyscf.lib import logger
+        logger.warn(mf, 'mlsr: weights %s are not the shipped ones and are loaded without a '
+                    'checksum check (SHA-256 %s)', target, sha256_of(target))
     return CNNPredictor.from_file(target, expected, device=device)

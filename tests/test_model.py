@@ -102,8 +102,70 @@ def test_weights_file_round_trip_and_hash(tmp_path, net):
     x = torch.rand(12, 12, 12)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x[None, None]), net(x[None, None]))
-    with pytest.raises(RuntimeError, match='SHA-256'):
+    with pytest.raises(model.WeightsFileError, match='SHA-256'):
         model.load_weights(path, '0' * 64)
+
+
+def _bad_weights(path, net, kind):
+    good = path.parent / 'good.pt'
+    model.save_weights(good, net, dict(xc='pbe', input_spacing=0.3, margin=4.0))
+    blob = torch.load(good, weights_only=True)
+    if kind == 'truncated':
+        path.write_bytes(good.read_bytes()[:2000])
+    elif kind == 'text':
+        path.write_text('this is not a weights file\n')
+    elif kind == 'not a dict':
+        torch.save([torch.zeros(3)], path)
+    elif kind == 'bare state_dict':
+        torch.save(net.state_dict(), path)
+    elif kind == 'no arch':
+        del blob['arch']
+        torch.save(blob, path)
+    elif kind == 'no input_spacing':
+        del blob['meta']['input_spacing']
+        torch.save(blob, path)
+    elif kind == 'wrong tensors':
+        blob['arch']['channels'] = 8
+        torch.save(blob, path)
+    elif kind == 'unknown arch argument':
+        blob['arch']['depth'] = 3
+        torch.save(blob, path)
+    elif kind == 'format 2':
+        blob['format'] = 2
+        torch.save(blob, path)
+
+
+@pytest.mark.parametrize('kind, says', [
+    ('truncated', 'not a readable pyscf-mlguess weights file'),
+    ('text', 'not a readable pyscf-mlguess weights file'),
+    ('not a dict', 'holds a list'),
+    ('bare state_dict', 'lacks format, arch, meta'),
+    ('no arch', 'lacks arch'),
+    ('no input_spacing', 'metadata lacks input_spacing'),
+    ('wrong tensors', 'tensors do not fit'),
+    ('unknown arch argument', 'is not one DensitySR accepts'),
+    ('format 2', 'weights format 2'),
+])
+def test_a_bad_weights_file_is_named_with_its_defect(tmp_path, net, water, kind, says):
+    path = tmp_path / 'pbe.pt'
+    _bad_weights(path, net, kind)
+    with pytest.raises(model.WeightsFileError, match=says) as err:
+        model.load_weights(path)
+    assert str(path) in str(err.value)
+    mf = dft.RKS(water, xc='pbe')
+    mf.mlsr_predictor = str(path)
+    with pytest.raises(model.WeightsFileError, match=says):
+        mf.get_init_guess(key='mlsr')
+
+
+def test_user_weights_are_logged_with_their_hash(tmp_path, net, water):
+    path = _write(tmp_path, net)
+    out = tmp_path / 'log.txt'
+    mf = dft.RKS(water.copy().build(verbose=2, output=str(out)), xc='pbe')
+    model.load_predictor(mf, str(path))
+    mf.stdout.flush()
+    log = out.read_text()
+    assert 'without a checksum check' in log and model.sha256_of(path) in log
 
 
 def test_mlsr_runs_the_network_from_user_weights(tmp_path, net, water, monkeypatch):
@@ -133,7 +195,7 @@ def test_shipped_weights_must_be_in_the_hash_table(tmp_path, net, water, monkeyp
     monkeypatch.setattr(model, 'find_weights', lambda family, p=None: str(path))
     monkeypatch.setattr(model, '_shipped_hashes', lambda: {'pbe.pt': '1' * 64})
     monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
-    with pytest.raises(RuntimeError, match='SHA-256'):
+    with pytest.raises(model.WeightsFileError, match='SHA-256'):
         model.load_predictor(dft.RKS(water, xc='pbe'))
 
 
