@@ -86,10 +86,42 @@ def _resolve_predictor(mf, predictor):
 class PredictedDensity:
     """Stages 1-2 of the guess: the SAD density matrix ``dm_sad`` and the model's correction
     ``field`` (a :class:`~pyscf_mlguess.field.DensityField`, ``delta_rho`` on its box), with wall
-    seconds ``timings`` {'grid', 'model'}.  The density is rho[dm_sad] + field."""
+    seconds ``timings`` {'grid', 'model'}.  The density is rho[dm_sad] + field.
+
+    ``atom_charges`` and ``atom_coords`` (Bohr) record the molecule it was predicted for, so that
+    it is never projected for another one (:meth:`check_molecule`).
+    """
     dm_sad: numpy.ndarray
     field: DensityField
     timings: dict
+    atom_charges: numpy.ndarray
+    atom_coords: numpy.ndarray
+
+    #: Largest displacement of an atom (Bohr) that still counts as the same geometry.
+    COORD_TOL = 1e-6
+
+    def check_molecule(self, mol):
+        """Raise ``ValueError`` unless this density was predicted for ``mol``: the same atoms
+        in the same order at the same positions, and the same basis size."""
+        charges = mol.atom_charges()
+        if len(charges) != len(self.atom_charges) or numpy.any(charges != self.atom_charges):
+            raise ValueError(
+                f'This PredictedDensity was made for another molecule: atomic numbers '
+                f'{self.atom_charges.tolist()} there, {charges.tolist()} here. Predict it for '
+                f'this molecule with predict_density(mf, mol).')
+        shift = numpy.linalg.norm(mol.atom_coords() - self.atom_coords, axis=1)
+        if shift.max() > self.COORD_TOL:
+            ia = int(shift.argmax())
+            raise ValueError(
+                f'This PredictedDensity was made for another geometry: atom {ia} '
+                f'({mol.atom_symbol(ia)}) is {shift[ia]:.3g} Bohr away from where it was (the '
+                f'density sits on a box around the old positions). Predict it for this geometry '
+                f'with predict_density(mf, mol).')
+        if self.dm_sad.shape != (mol.nao, mol.nao):
+            raise ValueError(
+                f'This PredictedDensity was made with another basis: its SAD density matrix is '
+                f'{self.dm_sad.shape[0]} x {self.dm_sad.shape[1]}, this molecule has {mol.nao} '
+                f'basis functions. Predict it with this basis with predict_density(mf, mol).')
 
 
 def _box_setting(mf, predictor, name):
@@ -135,7 +167,8 @@ def predict_density(mf, mol=None, predictor=None):
                         f'pyscf_mlguess.field.DensityField.')
     wall2 = logger.perf_counter()
     logger.timer(mf, 'mlsr predictor', *t1)
-    return PredictedDensity(dm_sad, field, {'grid': wall1 - wall0, 'model': wall2 - wall1})
+    return PredictedDensity(dm_sad, field, {'grid': wall1 - wall0, 'model': wall2 - wall1},
+                            mol.atom_charges(), mol.atom_coords())
 
 
 def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **kwargs):
@@ -163,6 +196,7 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
         density = predict_density(mf, mol, predictor)
     else:
         _check_input(mf, mol)
+        density.check_molecule(mol)
     wall2 = logger.perf_counter()
     dm = project_density(mf, density.dm_sad, density.field, exchange=mf.mlsr_exchange,
                          mol=mol, s1e=s1e)

@@ -101,6 +101,22 @@ def test_a_predicted_density_projects_to_the_same_guess(water_pbe, monkeypatch):
     numpy.testing.assert_allclose(mf.init_guess_by_mlsr(density=density), direct, atol=1e-10)
 
 
+def test_a_density_of_another_molecule_is_refused(water_pbe):
+    mol, dm_ref, e_ref = water_pbe
+    mf = dft.RKS(mol, xc='pbe')
+    density = pyscf_mlguess.predict_density(mf, predictor=ZeroPredictor())
+    other = gto.M(atom='N 0 0 0; H 0 0.94 0.38; H 0.81 -0.47 0.38; H -0.81 -0.47 0.38',
+                  basis='def2-svp', verbose=0)
+    with pytest.raises(ValueError, match='another molecule: atomic numbers'):
+        dft.RKS(other, xc='pbe').init_guess_by_mlsr(density=density)
+    moved = mol.copy().set_geom_(mol.atom_coords() + [0.0, 0.0, 0.5], unit='Bohr')
+    with pytest.raises(ValueError, match=r'another geometry: atom 0 \(O\) is 0.5 Bohr'):
+        dft.RKS(moved, xc='pbe').init_guess_by_mlsr(density=density)
+    bigger = mol.copy().build(basis='def2-tzvp')
+    with pytest.raises(ValueError, match='another basis'):
+        dft.RKS(bigger, xc='pbe').init_guess_by_mlsr(density=density)
+
+
 def test_box_settings_that_the_model_cannot_honour_are_refused(water):
     """A trained model fixes its box; mlsr_grid_spacing/margin that differ are refused, ones
     that agree (or None) are accepted, and a predictor that takes any box uses them."""
