@@ -74,7 +74,7 @@ def main(argv=None):
     xcs = [s.strip().lower() for s in args.xc.split(',') if s.strip()]
     bases = [s.strip() for s in args.basis.split(',') if s.strip()]
     from pyscf_mlguess.benchmark import load_molecules, plot, run, summarize
-    from pyscf_mlguess.benchmark.runner import load_results
+    from pyscf_mlguess.benchmark.runner import SettingsMismatch, load_results
     try:
         molecules = load_molecules(args.molecules, args.n, FOLDERS)
     except ValueError as err:
@@ -83,10 +83,13 @@ def main(argv=None):
         records = [r for r in load_results(pathlib.Path(args.out) / 'results.json')['records']
                    if r['guess'] in guesses]
     else:
-        records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
-                      scheduler=args.scheduler, conv_tol=args.conv_tol,
-                      max_cycle=args.max_cycle, device=args.device, weights=args.weights,
-                      density_fit=args.density_fit, exchange=args.exchange)
+        try:
+            records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
+                          scheduler=args.scheduler, conv_tol=args.conv_tol,
+                          max_cycle=args.max_cycle, device=args.device, weights=args.weights,
+                          density_fit=args.density_fit, exchange=args.exchange)
+        except SettingsMismatch as err:
+            raise SystemExit(f'run_scf.py: {err}') from None
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}
     records = [r for r in records if (r['molecule'], r['xc'], r['basis']) in wanted]
     parallel = any(r.get('parallel') for r in records)

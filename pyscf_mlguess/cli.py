@@ -9,6 +9,7 @@
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -23,10 +24,17 @@ def _data_generate(args):
 
 def _data_stats(args):
     from pyscf_mlguess.data.store import stats
+    if not os.path.isdir(args.root):
+        raise SystemExit(f'pyscf-mlguess data stats: no dataset folder {args.root!r} (make one '
+                         f'with `pyscf-mlguess data generate --out {args.root} ...`, or name '
+                         f'another with --root).')
     result = stats(args.root)
     if args.json:
         print(json.dumps(result, indent=1))
         return
+    if not result:
+        print(f'{args.root}: no datasets (expected folders like '
+              f'{os.path.join(args.root, "pbe_def2svp", "train")})')
     for level, splits in result.items():
         for split, s in splits.items():
             print(f"{level:16s} {split:6s} {s['samples']:6d} samples ({s['molecules']} molecules,"
@@ -65,7 +73,9 @@ def _release(args):
 
 def build_parser():
     from pyscf_mlguess.data import generate as gen, qm9
+    from pyscf_mlguess import __version__
     p = argparse.ArgumentParser(prog='pyscf-mlguess', description=__doc__.splitlines()[0])
+    p.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     sub = p.add_subparsers(dest='command', required=True)
     data = sub.add_parser('data', help='training data').add_subparsers(dest='action',
                                                                        required=True)
@@ -99,7 +109,9 @@ def build_parser():
     t.add_argument('--steps', type=int, default=200, help='optimiser steps per epoch')
     t.add_argument('--batch', type=int, default=4, help='patches per step')
     t.add_argument('--patch', type=int, default=24, help='input voxels per patch edge')
-    t.add_argument('--lr', type=float, default=2e-3)
+    t.add_argument('--lr', type=float, default=1e-3,
+                   help='peak learning rate (default 1e-3, the shipped weights\' recipe; 2e-3 '
+                   'made them worse than SAD, docs/training.md)')
     t.add_argument('--warmup', type=int, default=100)
     t.add_argument('--channels', type=int, default=16)
     t.add_argument('--blocks', type=int, default=4)

@@ -31,7 +31,7 @@ from pyscf_mlguess import config
 from pyscf_mlguess.grid import log_grid, make_grid, sad_density_matrix, sad_density_on_grid
 from pyscf_mlguess.model import load_predictor
 from pyscf_mlguess.field import DensityField
-from pyscf_mlguess.project import project_density
+from pyscf_mlguess.project import exchange_treatment, project_density
 
 KEY = 'mlsr'
 
@@ -45,7 +45,8 @@ _MLSR_ATTRIBUTES = {
 
 
 def _check_input(mf, mol):
-    """Refuse what the guess cannot do, with the reason."""
+    """Refuse what the guess cannot do, with the reason, before anything is computed."""
+    exchange_treatment(mf.mlsr_exchange)
     if hasattr(mol, 'lattice_vectors'):
         raise NotImplementedError("init_guess='mlsr' is for molecules; periodic cells are not "
                                   "supported.")

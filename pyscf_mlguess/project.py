@@ -40,6 +40,16 @@ from pyscf_mlguess.grid import RadialSAD, sad_density_matrix
 EXCHANGE_TREATMENTS = ('sad_k', 'lda_x', 'k_refresh')
 
 
+def exchange_treatment(exchange):
+    """``exchange`` (any case; None: ``config.EXCHANGE``) as one of
+    :data:`EXCHANGE_TREATMENTS`, or ``ValueError`` naming the choices."""
+    name = config.EXCHANGE if exchange is None else exchange
+    if not isinstance(name, str) or name.lower() not in EXCHANGE_TREATMENTS:
+        raise ValueError(f'Unknown mlsr exchange treatment {exchange!r} (mlsr_exchange); '
+                         f'choose from {", ".join(EXCHANGE_TREATMENTS)}.')
+    return name.lower()
+
+
 def exchange_fractions(mf):
     """(omega, long-range fraction, short-range/global fraction) of exact exchange in ``mf``."""
     if not isinstance(mf, dft.rks.KohnShamDFT):
@@ -163,10 +173,7 @@ def project_density(mf, dm_sad, field, exchange=None, mol=None, s1e=None, grids=
         The density matrix in the form ``mf`` uses (2D for RHF; an (alpha, beta) pair otherwise).
     """
     mol = mf.mol if mol is None else mol
-    exchange = config.EXCHANGE if exchange is None else exchange
-    if exchange not in EXCHANGE_TREATMENTS:
-        raise ValueError(f'Unknown exchange treatment {exchange!r}; '
-                         f'choose from {EXCHANGE_TREATMENTS}.')
+    exchange = exchange_treatment(exchange)
     if dm_sad is None:
         dm_sad = sad_density_matrix(mol)[0]
     t0 = (logger.process_clock(), logger.perf_counter())

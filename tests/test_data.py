@@ -134,6 +134,24 @@ def test_stats_command_prints_json(tmp_path, capsys, water_record):
     assert entry['bytes'] == os.path.getsize(writer.shards()[0])
 
 
+def test_stats_command_names_a_missing_or_empty_folder(tmp_path, capsys):
+    from pyscf_mlguess.cli import main
+    with pytest.raises(SystemExit, match=r"no dataset folder .*nowhere.*--root"):
+        main(['data', 'stats', '--root', str(tmp_path / 'nowhere')])
+    assert main(['data', 'stats', '--root', str(tmp_path)]) == 0
+    assert 'no datasets' in capsys.readouterr().out
+
+
+def test_version_and_the_training_rate_default(capsys):
+    from pyscf_mlguess import __version__
+    from pyscf_mlguess.cli import build_parser, main
+    with pytest.raises(SystemExit) as done:
+        main(['--version'])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f'pyscf-mlguess {__version__}'
+    args = build_parser().parse_args(['train', '--train', 'x', '--out', 'y'])
+    assert args.lr == 1e-3
+
+
 @pytest.fixture(scope='module')
 def water_folder(water_record, tmp_path_factory):
     folder = str(tmp_path_factory.mktemp('data') / 'pbe_def2svp' / 'train')

@@ -85,6 +85,27 @@ def test_exchange_treatments_give_valid_density_matrices(water_pbe, make, exchan
 def test_unknown_exchange_treatment(water_pbe):
     mol, dm_ref, _ = water_pbe
     grid = make_grid(mol, spacing=0.4)
-    with pytest.raises(ValueError, match='Unknown exchange treatment'):
+    with pytest.raises(ValueError, match="Unknown mlsr exchange treatment 'magic'"):
         project_density(scf.RHF(mol), None, DensityField(numpy.zeros(grid.shape), grid),
                         exchange='magic')
+
+
+def test_exchange_setting_is_checked_first_and_in_any_case(water_pbe):
+    mol, dm_ref, _ = water_pbe
+    mf = scf.RHF(mol)
+    mf.mlsr_exchange = 'lda-x'
+
+    class Unreachable:
+        input_spacing = margin = None
+
+        def __call__(self, *args):
+            pytest.fail('the predictor ran before the setting was checked')
+
+    with pytest.raises(ValueError, match='Unknown mlsr exchange treatment .*mlsr_exchange'):
+        mf.init_guess_by_mlsr(predictor=Unreachable())
+    mf.mlsr_exchange = 'LDA_X'
+    lower = scf.RHF(mol)
+    lower.mlsr_exchange = 'lda_x'
+    predictor = OraclePredictor(dm_ref, 0.4)
+    numpy.testing.assert_allclose(mf.init_guess_by_mlsr(predictor=predictor),
+                                  lower.init_guess_by_mlsr(predictor=predictor), atol=1e-12)

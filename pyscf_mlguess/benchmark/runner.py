@@ -140,6 +140,10 @@ def load_results(path):
     return json.loads(path.read_text()) if path.exists() else {'records': []}
 
 
+class SettingsMismatch(ValueError):
+    """A results folder holds runs made with other result-changing settings."""
+
+
 def _check_settings(stored, wanted, path):
     """Refuse to mix runs made with different result-changing settings in one folder."""
     if not stored['records']:
@@ -148,7 +152,7 @@ def _check_settings(stored, wanted, path):
              if stored.get(k, default) != wanted[k]}
     if clash:
         said = ', '.join(f'{k}={a!r} there, {b!r} now' for k, (a, b) in clash.items())
-        raise ValueError(f'{path} holds runs made with other settings ({said}); '
+        raise SettingsMismatch(f'{path} holds runs made with other settings ({said}); '
                          'use another --out, or the settings it was made with')
 
 

@@ -98,7 +98,7 @@ def evaluate(model, dataset, device, tile=None):
 
 
 def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epoch=200,
-          batch=4, patch=24, lr=2e-3, weight_decay=1e-4, warmup=100, spacing=None,
+          batch=4, patch=24, lr=1e-3, weight_decay=1e-4, warmup=100, spacing=None,
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
