@@ -104,12 +104,48 @@ def make_grid(mol, spacing=None, margin=None, multiple=None, max_memory=None):
     return grid
 
 
+def check_atomic_shells(mol):
+    """Raise ``ValueError`` for an atom whose basis cannot hold its ground-state shells in
+    PySCF's spherically averaged atomic HF (the SAD), naming the atom, the shell and the likely
+    cause; PySCF itself stops there with a bare assertion.
+
+    The usual case is an element beyond Kr in a def2 basis without its ECP: the basis is built
+    for the valence electrons only.
+    """
+    from pyscf import gto
+    from pyscf.data import elements
+    from pyscf.scf import atom_hf
+    seen = set()
+    for ia in range(mol.natm):
+        symb = mol.atom_symbol(ia)
+        if symb in seen or mol.atom_charge(ia) == 0:
+            continue
+        seen.add(symb)
+        std = gto.mole._std_symbol(symb)
+        core = gto.ecp.core_configuration(mol.atom_nelec_core(ia), atom_symbol=std)
+        shells = mol.atom_shell_ids(ia)
+        for l, name in enumerate('spdf'):
+            occupied = atom_hf.frac_occ(std, l, elements.NRSRHF_CONFIGURATION)[0] - core[l]
+            functions = sum(mol.bas_nctr(ib) for ib in shells if mol.bas_angular(ib) == l)
+            if occupied > functions:
+                ecp = ('' if mol.atom_nelec_core(ia) else
+                       f' No ECP is set for {std}; for elements beyond Kr the def2 bases expect '
+                       f'one (gto.M(..., ecp={mol.basis!r}) when the basis is a def2 name).')
+                raise ValueError(
+                    f'Atom {ia} ({symb}): its basis has {functions} contracted {name} '
+                    f'function(s) but the atom has {occupied} doubly occupied {name} shell(s) '
+                    f'outside its core, so the atomic (SAD) density that init_guess=\'mlsr\' '
+                    f'starts from cannot be built.{ecp} Or use init_guess=\'minao\'.')
+
+
 def sad_density_matrix(mol):
     """PySCF's SAD density matrix (spin-summed) and the electrons each atom carries in it.
 
     Raises :class:`ValueError` when an atom that has electrons gets none in the SAD (for
-    example an element whose basis is missing), because the guess would miss those electrons.
+    example an element whose basis is missing), because the guess would miss those electrons,
+    and when its basis cannot hold its occupied shells (:func:`check_atomic_shells`).
     """
+    check_atomic_shells(mol)
     dm = hf.init_guess_by_atom(mol)
     s = mol.intor_symmetric('int1e_ovlp')
     charges = mol.atom_charges()

@@ -1,10 +1,12 @@
 import numpy
 import pytest
-from pyscf import gto
+from pyscf import dft, gto
+from pyscf.scf import hf
 
-from pyscf_mlguess import config
-from pyscf_mlguess.grid import (density_on_grid, make_grid, sad_density_matrix,
-                                sad_density_on_grid)
+import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
+from pyscf_mlguess import ZeroPredictor, config
+from pyscf_mlguess.grid import (check_atomic_shells, density_on_grid, make_grid,
+                                sad_density_matrix, sad_density_on_grid)
 
 
 def test_box_encloses_atoms_with_margin(water):
@@ -59,6 +61,27 @@ def test_sad_with_ecp():
     rho = sad_density_on_grid(mol, grid, dm)
     ref = density_on_grid(mol, dm, grid)
     assert numpy.abs(rho - ref).sum() / ref.sum() < 1e-4
+
+
+@pytest.mark.parametrize('basis', ['def2-svp', 'def2-tzvp'])
+def test_a_heavy_atom_without_its_ecp_is_named(basis):
+    atoms = 'C 0 0 0; I 0 0 2.14; H 1.03 0 -0.36; H -0.515 0.892 -0.36; H -0.515 -0.892 -0.36'
+    mol = gto.M(atom=atoms, basis=basis, verbose=0)
+    ecp = gto.M(atom=atoms, basis=basis, ecp={'I': basis}, verbose=0)
+    if basis == 'def2-svp':
+        # PySCF's own atomic HF stops on this basis with a bare assertion
+        with pytest.raises(AssertionError):
+            hf.init_guess_by_atom(mol)
+        with pytest.raises(ValueError, match=r"Atom 1 \(I\): its basis has 4 contracted s .*"
+                           r"5 doubly occupied s .*No ECP is set for I"):
+            sad_density_matrix(mol)
+        mf = dft.RKS(mol, xc='pbe')
+        with pytest.raises(ValueError, match=r'Atom 1 \(I\)'):
+            mf.init_guess_by_mlsr(predictor=ZeroPredictor())
+    else:
+        # def2-TZVP has room for iodine's shells without an ECP; nothing is refused
+        check_atomic_shells(mol)
+    check_atomic_shells(ecp)
 
 
 def test_translation_moves_the_image(water):
