@@ -72,6 +72,28 @@ def _check_input(mf, mol):
                          "molecule is a ghost.")
 
 
+def _warn_outside_domain(mf, mol, meta):
+    """Warn when ``mol`` has elements, a charge or a spin that the weights' training data
+    (their metadata: ``elements``, ``charges``, ``spins``) never had."""
+    if not meta:
+        return
+    outside = []
+    seen = meta.get('elements')
+    if seen is not None:
+        new = sorted({mol.atom_pure_symbol(ia) for ia in range(mol.natm)
+                      if mol.atom_charge(ia) > 0} - set(seen))
+        if new:
+            outside.append(f"element(s) {', '.join(new)} (trained on {', '.join(seen)})")
+    for name, value in (('charges', mol.charge), ('spins', mol.spin)):
+        if meta.get(name) is not None and value not in meta[name]:
+            outside.append(f"{name[:-1]} {value} (trained on {name} "
+                           f"{', '.join(map(str, meta[name]))})")
+    if outside:
+        logger.warn(mf, 'mlsr: this molecule is outside the domain of the weights: %s. There '
+                    'the guess has cost SCF cycles rather than saved them (README, "Domain"); '
+                    'init_guess=\'minao\' may be faster.', '; '.join(outside))
+
+
 def _resolve_predictor(mf, predictor):
     if predictor is None:
         predictor = mf.mlsr_predictor
@@ -151,6 +173,7 @@ def predict_density(mf, mol=None, predictor=None):
     wall0 = logger.perf_counter()
     predictor = _resolve_predictor(mf, predictor)
     logger.info(mf, 'Initial guess from mlsr (machine-learned density), predictor %s', predictor)
+    _warn_outside_domain(mf, mol, getattr(predictor, 'meta', None))
     nghost = sum(1 for ia in range(mol.natm) if mol.atom_charge(ia) == 0)
     if nghost:
         logger.info(mf, 'mlsr: %d ghost atom(s) carry basis functions but no SAD density', nghost)

@@ -3,12 +3,12 @@
 import numpy
 import pytest
 import torch
-from pyscf import dft
+from pyscf import dft, gto
 
 from pyscf_mlguess import config, model
 from pyscf_mlguess.grid import UniformGrid
 
-from conftest import assert_density_matrix, assert_same_energy
+from conftest import WATER, assert_density_matrix, assert_same_energy
 
 
 @pytest.fixture(scope='module')
@@ -88,7 +88,8 @@ def test_conserve_charge():
 
 def _write(tmp_path, net, name='pbe.pt', **meta):
     path = tmp_path / name
-    info = dict(xc='pbe', input_spacing=0.3, margin=4.0, elements=['H', 'O'])
+    info = dict(xc='pbe', input_spacing=0.3, margin=4.0, elements=['H', 'O'], charges=[0],
+                spins=[0])
     info.update(meta)
     model.save_weights(path, net, info)
     return path
@@ -181,6 +182,42 @@ def test_mlsr_runs_the_network_from_user_weights(tmp_path, net, water, monkeypat
     mf.kernel()
     ref = dft.RKS(water, xc='pbe').run()
     assert_same_energy(mf, ref.e_tot)
+
+
+def _guess_log(mf, tmp_path):
+    out = tmp_path / 'guess.log'
+    mf.mol = mf.mol.copy().build(verbose=3, output=str(out))
+    mf.stdout = mf.mol.stdout
+    mf.verbose = 3
+    mf.init_guess_by_mlsr()
+    mf.stdout.flush()
+    return out.read_text()
+
+
+def test_molecules_outside_the_weights_domain_are_warned_about(tmp_path, net):
+    path = _write(tmp_path, net)
+    h2s = gto.M(atom='S 0 0 0; H 0 0.96 0.93; H 0 -0.96 0.93', basis='def2-svp', verbose=0)
+    mf = dft.RKS(h2s, xc='pbe')
+    mf.mlsr_predictor = str(path)
+    log = _guess_log(mf, tmp_path)
+    assert 'outside the domain of the weights: element(s) S (trained on H, O)' in log
+    cation = gto.M(atom=WATER, basis='def2-svp', charge=1, spin=1, verbose=0)
+    mf = dft.UKS(cation, xc='pbe')
+    mf.mlsr_predictor = str(path)
+    log = _guess_log(mf, tmp_path)
+    assert 'charge 1 (trained on charges 0); spin 1 (trained on spins 0)' in log
+    assert 'element(s)' not in log
+    mf = dft.RKS(gto.M(atom=WATER, basis='def2-svp', verbose=0), xc='pbe')
+    mf.mlsr_predictor = str(path)
+    assert 'outside the domain' not in _guess_log(mf, tmp_path)
+
+
+def test_the_shipped_weights_state_their_domain(monkeypatch):
+    monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
+    for family in ('pbe', 'b3lyp'):
+        meta = model.load_weights(model.find_weights(family))[1]
+        assert meta['elements'] == ['C', 'F', 'H', 'N', 'O']
+        assert meta['charges'] == [0] and meta['spins'] == [0]
 
 
 def test_hybrids_look_for_the_b3lyp_weights(tmp_path, net, water, monkeypatch):

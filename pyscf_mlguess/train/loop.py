@@ -192,6 +192,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 'input_spacing': train_set.spacing * upsample, 'output_spacing': train_set.spacing,
                 'margin': train_set.margin,
                 'elements': sorted({e for r in train_set.records for e in r['elements']}),
+                'charges': sorted({int(r['charge']) for r in train_set.records}),
+                'spins': sorted({int(r['spin']) for r in train_set.records}),
                 'train_samples': len(train_set), 'valid_samples': len(valid_set),
                 'train_folders': [str(f) for f in train_folders],
                 'history': json.dumps(history),
