@@ -16,9 +16,6 @@ GRID_SPACING = getattr(__config__, 'mlguess_grid_spacing', 0.15)
 GRID_MARGIN = getattr(__config__, 'mlguess_grid_margin', 5.0)
 #: Box edges are rounded up to a multiple of this many points (room for x2 down/up-sampling).
 GRID_MULTIPLE = getattr(__config__, 'mlguess_grid_multiple', 4)
-#: Bytes of working memory per box point in the guess (density, its gradient, the Hartree
-#: potential and the 2x zero-padded FFT buffers); used to refuse boxes above ``mf.max_memory``.
-GRID_BYTES_PER_POINT = 8 * 8 + 8 * 16
 
 #: Radial table of each atomic SAD density: points and range (Bohr).
 SAD_RADIAL_POINTS = 4000

@@ -20,14 +20,21 @@ _CUBE_MEAN_INV_R = 2.3800772531
 # Order of the interpolating splines for the density, its gradient and its potential.
 _SPLINE_ORDER = 3
 
+#: Peak working bytes per box point of a field while the projection uses it: first the values
+#: and the single-precision FFT buffers of its Hartree potential on the 2x zero-padded box
+#: (a pass's input and output, the kernel's spectrum), then the values, the potential and the
+#: five spline coefficient arrays (density, gradient, potential), all float64.  The guess's
+#: measured peak is within this bound (tests/test_guess.py).
+BYTES_PER_POINT = 100
 
-@functools.lru_cache(maxsize=4)
+
 def _coulomb_kernel_spectrum(padded, h):
     """The real-FFT spectrum (float32) of the 1/r kernel on a zero-padded box of (even) shape
     ``padded``.
 
     The kernel is even along every axis, so its spectrum is real and is the type-I DCT of one
-    octant: an eighth of the points of building and transforming the whole padded kernel.
+    octant: an eighth of the points of building and transforming the whole padded kernel.  It
+    is not cached: at 16 bytes per field point it is large, and boxes rarely repeat.
     """
     half = [m // 2 + 1 for m in padded]
     d2 = [(h * numpy.arange(n, dtype=numpy.float32)) ** 2 for n in half]
@@ -60,8 +67,9 @@ def hartree_potential(values, spacing):
     a = scipy.fft.fft(a, n=padded[1], axis=1, workers=-1)
     a = scipy.fft.fft(a, n=padded[0], axis=0, workers=-1)
     a *= _coulomb_kernel_spectrum(padded, float(spacing))
-    a = scipy.fft.ifft(a, axis=0, workers=-1)[:shape[0]]
-    a = scipy.fft.ifft(a, axis=1, workers=-1)[:, :shape[1]]
+    # in place where the shape allows: the padded spectrum is the largest buffer of the guess
+    a = scipy.fft.ifft(a, axis=0, workers=-1, overwrite_x=True)[:shape[0]]
+    a = scipy.fft.ifft(a, axis=1, workers=-1, overwrite_x=True)[:, :shape[1]]
     v = scipy.fft.irfft(a, n=padded[2], axis=2, workers=-1)[..., :shape[2]]
     return v.astype(numpy.float64) * spacing**3
 

@@ -69,18 +69,17 @@ class UniformGrid:
                            tuple(n * factor for n in self.shape), self.margin)
 
 
-def make_grid(mol, spacing=None, margin=None, multiple=None, max_memory=None):
+def make_grid(mol, spacing=None, margin=None, multiple=None):
     """The uniform box around ``mol``'s atoms (ghost atoms included).
 
     The box extends ``margin`` Bohr beyond the outermost nuclei, has points ``spacing`` Bohr apart
     and a point count per edge rounded up to a multiple of ``multiple``; it is centred on the
-    molecule.  ``max_memory`` (MB, default ``mol.max_memory``) bounds the working memory the guess
-    will need on this box; a larger box raises :class:`RuntimeError` naming the limit.
+    molecule.  (What the guess needs on it is checked against ``max_memory`` by
+    :func:`pyscf_mlguess.guess.guess_memory`.)
     """
     spacing = config.GRID_SPACING if spacing is None else float(spacing)
     margin = config.GRID_MARGIN if margin is None else float(margin)
     multiple = config.GRID_MULTIPLE if multiple is None else int(multiple)
-    max_memory = mol.max_memory if max_memory is None else max_memory
     if mol.natm == 0:
         raise ValueError('A uniform grid needs at least one atom; the molecule has none.')
     if not spacing > 0 or margin < 0:
@@ -93,15 +92,7 @@ def make_grid(mol, spacing=None, margin=None, multiple=None, max_memory=None):
     shape = -(-shape // multiple) * multiple
     centre = 0.5 * (lo + hi)
     origin = centre - 0.5 * spacing * (shape - 1)
-    grid = UniformGrid(tuple(origin.tolist()), spacing, tuple(shape.tolist()), margin)
-    need_mb = grid.size * config.GRID_BYTES_PER_POINT / 1e6
-    if need_mb > max_memory:
-        raise RuntimeError(
-            f'The uniform box {grid.shape[0]}x{grid.shape[1]}x{grid.shape[2]} '
-            f'(spacing {spacing} Bohr, margin {margin} Bohr) needs about {need_mb:.0f} MB, above '
-            f'max_memory = {max_memory} MB. Raise mol.max_memory / mf.max_memory or use a coarser '
-            f'spacing.')
-    return grid
+    return UniformGrid(tuple(origin.tolist()), spacing, tuple(shape.tolist()), margin)
 
 
 def check_atomic_shells(mol):

@@ -29,8 +29,8 @@ from pyscf.scf import hf, uhf
 
 from pyscf_mlguess import config
 from pyscf_mlguess.grid import log_grid, make_grid, sad_density_matrix, sad_density_on_grid
+from pyscf_mlguess.field import BYTES_PER_POINT as FIELD_BYTES_PER_POINT, DensityField
 from pyscf_mlguess.model import load_predictor
-from pyscf_mlguess.field import DensityField
 from pyscf_mlguess.project import exchange_treatment, project_density
 
 KEY = 'mlsr'
@@ -147,6 +147,45 @@ class PredictedDensity:
                 f'basis functions. Predict it with this basis with predict_density(mf, mol).')
 
 
+def guess_memory(grid, predictor):
+    """Peak working memory (MB) of the guess's box stages on ``grid`` with ``predictor``:
+    ``{'SAD box', 'network', 'field', 'peak'}``.
+
+    The SAD box and the network's call (its activations tile by tile, and its output) come
+    first; then the field, its Hartree potential and its splines
+    (:data:`pyscf_mlguess.field.BYTES_PER_POINT` per point of the output box) while the
+    projection runs, whose own quadrature blocks PySCF sizes to the memory left.
+    """
+    refine = getattr(predictor, 'refine', 1)
+    n_out = grid.size * refine**3
+    need = {'SAD box': grid.size * (8 + 4),                 # float64, and a float32 copy
+            'network': (predictor.memory_bytes(grid) if hasattr(predictor, 'memory_bytes')
+                        else 16 * n_out),
+            'field': FIELD_BYTES_PER_POINT * n_out}
+    need = {k: v / 2**20 for k, v in need.items()}
+    need['peak'] = max(need['SAD box'] + need['network'], need['field'])
+    return need
+
+
+def _check_memory(mf, grid, predictor):
+    """Refuse a box whose stages need more than ``mf.max_memory`` leaves, with the numbers."""
+    need = guess_memory(grid, predictor)
+    in_use = lib.current_memory()[0]
+    logger.debug(mf, 'mlsr memory: SAD box %.0f MB, network %.0f MB, field %.0f MB; peak %.0f MB '
+                 'on top of %.0f MB in use (max_memory %s MB)', need['SAD box'],
+                 need['network'], need['field'], need['peak'], in_use, mf.max_memory)
+    if in_use + need['peak'] > mf.max_memory:
+        refine = getattr(predictor, 'refine', 1)
+        shape = 'x'.join(str(n * refine) for n in grid.shape)
+        raise RuntimeError(
+            f"init_guess='mlsr' needs about {need['peak']:.0f} MB for this molecule (input box "
+            f"{'x'.join(map(str, grid.shape))} at {grid.spacing:g} Bohr: SAD box "
+            f"{need['SAD box']:.0f} MB, network {need['network']:.0f} MB; field {shape}, its "
+            f"Hartree potential and splines {need['field']:.0f} MB), and {in_use:.0f} MB are "
+            f"in use: above max_memory = {mf.max_memory} MB. Raise mol.max_memory / "
+            f"mf.max_memory, or use init_guess='minao'.")
+
+
 def _box_setting(mf, predictor, name):
     """The predictor's input box spacing or margin, or the SCF object's ``mlsr_grid_<name>``
     for a predictor that takes any box; a setting the predictor cannot honour is refused."""
@@ -179,8 +218,9 @@ def predict_density(mf, mol=None, predictor=None):
         logger.info(mf, 'mlsr: %d ghost atom(s) carry basis functions but no SAD density', nghost)
 
     grid = make_grid(mol, _box_setting(mf, predictor, 'spacing'),
-                     _box_setting(mf, predictor, 'margin'), max_memory=mf.max_memory)
+                     _box_setting(mf, predictor, 'margin'))
     log_grid(mf, grid)
+    _check_memory(mf, grid, predictor)
     dm_sad = sad_density_matrix(mol)[0]
     rho_sad = sad_density_on_grid(mol, grid, dm_sad)
     wall1 = logger.perf_counter()

@@ -4,6 +4,9 @@ A *predictor* is any object with
 
 * ``input_spacing`` and ``margin``: the box (Bohr) it needs its input on, or ``None`` when it
   works on any box;
+* optionally ``refine`` (its output grid is the input grid refined this many times; default 1)
+  and ``memory_bytes(grid)`` (the host memory one call needs at its peak, output included;
+  default 16 bytes per output point), which the guess checks against ``max_memory``;
 * ``__call__(mol, grid, rho_sad) -> DensityField``: the correction ``delta_rho`` to the SAD
   density as a :class:`~pyscf_mlguess.field.DensityField`, on ``grid`` itself or on a finer grid
   covering the same voxels (:meth:`pyscf_mlguess.grid.UniformGrid.refine`).
@@ -371,6 +374,31 @@ class CNNPredictor:
         self.margin = float(meta['margin'])
         self.tile = config.MODEL_TILE if tile is None else tile
         self.source = source
+
+    @property
+    def refine(self):
+        return self.model.upsample
+
+    def memory_bytes(self, grid):
+        """Peak host memory (bytes) of one call on ``grid``: the largest tile's activations
+        (on CPU) and the output.
+
+        Per input voxel of a tile (float32): about four ``channels``-wide tensors live in a
+        residual block, three ``up_channels * upsample**3``-wide ones around the pixel shuffle.
+        Per output point: the float32 output, the gate, the charge-conservation weights and
+        the float64 field.
+        """
+        a = self.model.arch
+        f = self.model.upsample
+        n_out = grid.size * f**3
+        out = n_out * (3 * 4 + 8)
+        if self.device.type != 'cpu':
+            return out
+        halo = self.model.receptive_radius
+        edge = [n if self.tile is None or n <= self.tile else min(n, self.tile + 2 * halo)
+                for n in grid.shape]
+        per_voxel = 4 * (4 * a['channels'] + 3 * a['up_channels'] * f**3)
+        return out + int(numpy.prod(edge)) * per_voxel
 
     @classmethod
     def from_file(cls, path, expected_sha256=None, **kwargs):

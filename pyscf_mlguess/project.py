@@ -123,7 +123,11 @@ def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=Fal
     vmat = numpy.zeros((nao, nao))
     vx_lda = numpy.zeros((nao, nao)) if split_lda_x else None
     nelec = 0.0
-    max_memory = max(2000, mf.max_memory - lib.current_memory()[0])
+    # The field's Hartree FFT first, before its splines exist: its padded buffers are the
+    # guess's largest (field.BYTES_PER_POINT).
+    field.hartree_potential
+    # PySCF's budget for its blocks: what max_memory leaves (at least one small block)
+    max_memory = max(100, mf.max_memory - lib.current_memory()[0])
     for ao, mask, weight, coords in ni.block_loop(mol, grids, nao, deriv, max_memory):
         rho, vh = sad.evaluate(coords, deriv, with_potential=True)
         rho += field.evaluate(coords, deriv)

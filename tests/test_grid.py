@@ -101,11 +101,6 @@ def test_missing_basis_is_refused():
         sad_density_matrix(mol)
 
 
-def test_box_too_large_names_the_limit(water):
-    with pytest.raises(RuntimeError, match='max_memory = 10 MB'):
-        make_grid(water, spacing=0.05, margin=8.0, max_memory=10)
-
-
 def test_bad_grid_parameters(water):
     with pytest.raises(ValueError, match='spacing must be > 0'):
         make_grid(water, spacing=0.0)

@@ -283,6 +283,59 @@ def test_box_too_large_for_memory(water):
         mf.get_init_guess(water, 'mlsr')
 
 
+def test_a_long_molecule_is_refused_before_the_network_runs(monkeypatch):
+    mol = gto.M(atom='He 0 0 0; He 0 0 200', basis='def2-svp', max_memory=500, verbose=0)
+    mf = dft.RKS(mol, xc='pbe')
+    from pyscf_mlguess import model
+    monkeypatch.setattr(model, 'predict_tiled', lambda *a: pytest.fail('the network ran'))
+    with pytest.raises(RuntimeError, match=r"needs about \d+ MB .*input box 36x36x\d+ at 0.3 "
+                       r"Bohr.*network \d+ MB; field 72x72x\d+.*above max_memory = 500 MB"):
+        mf.get_init_guess(mol, 'mlsr')
+
+
+_PEAK_SCRIPT = '''
+import json
+from pyscf import dft, gto
+import pyscf_mlguess
+from pyscf_mlguess import guess
+
+
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024.0
+
+
+small = dft.RKS(gto.M(atom='He 0 0 0; He 0 0 3', basis='def2-svp', verbose=0), xc='pbe')
+small.init_guess_by_mlsr()          # libraries' first-call set-up is not the guess's memory
+mol = gto.M(atom='He 0 0 0; He 0 0 40', basis='def2-svp', verbose=0)
+mf = dft.RKS(mol, xc='pbe')
+mf.get_hcore(), mf.get_ovlp()
+predictor = guess._resolve_predictor(mf, None)
+estimate = guess.guess_memory(guess.make_grid(mol, predictor.input_spacing, predictor.margin),
+                              predictor)
+before = status('VmRSS')
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')                    # resets the peak resident size (VmHWM)
+mf.init_guess_by_mlsr(predictor=predictor)
+print(json.dumps(dict(estimate, measured=status('VmHWM') - before)))
+'''
+
+
+def test_the_guess_peak_memory_is_within_its_estimate():
+    """The peak resident memory of a whole guess on a long box (a field of 3 M points) is
+    below what the memory check counts, and the count is not loose by more than 2x."""
+    import json
+    import os
+    if not os.access('/proc/self/clear_refs', os.W_OK):
+        pytest.skip('needs Linux /proc/self/clear_refs to reset the peak resident size')
+    out = subprocess.run([sys.executable, '-c', _PEAK_SCRIPT], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got['field'] > got['SAD box'] + got['network']
+    assert got['measured'] <= got['peak'] <= 2 * got['measured']
+
+
 def test_open_shell_in_closed_shell_class_is_refused(oh):
     mf = hf.RHF(oh)  # scf.RHF() would hand out ROHF for an open-shell molecule
     mf.mlsr_predictor = ZeroPredictor()
