@@ -95,8 +95,9 @@ def _spline(f):
 class DensityField:
     """A spin-summed density (e/Bohr^3) sampled on a :class:`~pyscf_mlguess.grid.UniformGrid`.
 
-    ``values[i, j, k]`` is the density at ``grid.origin + grid.spacing * (i, j, k)``; the
-    density is zero outside the box.
+    ``values[i, j, k]`` is the density at the grid's point ``(i, j, k)``
+    (:class:`~pyscf_mlguess.grid.UniformGrid`, possibly rotated); the density is zero outside
+    the box.
     """
 
     def __init__(self, values, grid):
@@ -138,7 +139,7 @@ class DensityField:
     @functools.cached_property
     def multipoles(self):
         """(centre, charge, dipole, traceless quadrupole) of the density about the box centre,
-        for its potential outside the box."""
+        in box-frame coordinates, for its potential outside the box."""
         axes = self.grid.axes()
         centre = numpy.array([0.5 * (x[0] + x[-1]) for x in axes])
         dv = self.grid.voxel_volume
@@ -177,6 +178,8 @@ class DensityField:
         idx, inside = self._inside(coords)
         if inside.any():
             out[:, inside] = self._interpolate(splines, idx)
+        if deriv:
+            out[1:] = self.grid.vectors_to_lab(out[1:])
         return out if deriv else out[0]
 
     def potential(self, coords):
@@ -190,7 +193,7 @@ class DensityField:
         outside = ~inside
         if outside.any():
             centre, charge, dipole, quadrupole = self.multipoles
-            d = coords[outside] - centre
+            d = self.grid.to_frame(coords[outside]) - centre
             r2 = numpy.einsum('gi,gi->g', d, d)
             r = numpy.sqrt(r2)
             vh[outside] = (charge / r + d @ dipole / (r2 * r)

@@ -1,8 +1,10 @@
 """Stage 1 of the guess: the SAD density of a molecule on a uniform box.
 
-The box is axis-aligned, encloses every nucleus with ``margin`` Bohr to spare, and has a
-``spacing`` in Bohr that is recorded with it (:class:`UniformGrid`).  Values live at the points
-``origin + spacing * (i, j, k)``.
+The box is aligned with the molecule's principal axes of inertia (:func:`principal_axes`, with a
+deterministic order and sign), so a rotated or translated copy of a molecule gets the same image
+and the box is as small as a box can be made without knowing more; it encloses every nucleus with
+``margin`` Bohr to spare and has a ``spacing`` in Bohr that is recorded with it
+(:class:`UniformGrid`).  Values live at the points ``origin + spacing * (i, j, k) @ orientation``.
 
 The SAD density is PySCF's own atomic guess (:func:`pyscf.scf.hf.init_guess_by_atom`): a sum of
 spherically averaged atomic HF densities.  Because each atomic density is spherical, it is
@@ -23,16 +25,36 @@ from scipy import integrate
 from pyscf_mlguess import config
 
 
+_IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class UniformGrid:
-    """An axis-aligned uniform grid: point ``(i, j, k)`` sits at ``origin + spacing*(i, j, k)``.
+    """A uniform grid: point ``(i, j, k)`` sits at ``origin + spacing * (i, j, k) @ orientation``.
 
-    ``margin`` records the distance (Bohr) kept between the outermost nucleus and the box face.
+    ``orientation`` holds the box's three axes as rows (orthonormal, right-handed; default the
+    Cartesian axes).  *Box-frame* coordinates of a point ``x`` are ``x @ orientation.T``
+    (:meth:`to_frame`).  ``margin`` records the distance (Bohr) kept between the outermost
+    nucleus and the box face.
     """
     origin: tuple
     spacing: float
     shape: tuple
     margin: float = 0.0
+    orientation: tuple = _IDENTITY
+
+    @property
+    def rotation(self):
+        """``orientation`` as a (3, 3) array."""
+        return numpy.asarray(self.orientation, dtype=float)
+
+    def to_frame(self, coords):
+        """Box-frame coordinates of Cartesian points (n, 3) (Bohr)."""
+        return numpy.asarray(coords, dtype=float) @ self.rotation.T
+
+    def vectors_to_lab(self, vectors):
+        """Cartesian components (3, n) of vectors given by their box-frame components (3, n)."""
+        return self.rotation.T @ vectors
 
     @property
     def size(self):
@@ -43,18 +65,20 @@ class UniformGrid:
         return self.spacing ** 3
 
     def axes(self):
-        """The three 1D coordinate arrays (Bohr)."""
-        return [o + self.spacing * numpy.arange(n) for o, n in zip(self.origin, self.shape)]
+        """The three 1D box-frame coordinate arrays of the points (Bohr)."""
+        origin = self.to_frame(self.origin)
+        return [o + self.spacing * numpy.arange(n) for o, n in zip(origin, self.shape)]
 
     def coords(self, start=0, stop=None):
         """Cartesian coordinates (Bohr) of the points ``start:stop`` in C order, shape (n, 3)."""
         stop = self.size if stop is None else stop
         idx = numpy.unravel_index(numpy.arange(start, stop), self.shape)
-        return numpy.asarray(self.origin) + self.spacing * numpy.stack(idx, axis=1)
+        return numpy.asarray(self.origin) + self.spacing * numpy.stack(idx, axis=1) @ self.rotation
 
     def fractional_index(self, coords):
         """Continuous (i, j, k) index of Cartesian points, shape (3, n), for interpolation."""
-        return ((numpy.asarray(coords) - numpy.asarray(self.origin)) / self.spacing).T
+        return (self.to_frame(numpy.asarray(coords) - numpy.asarray(self.origin))
+                / self.spacing).T
 
     def refine(self, factor):
         """The grid ``factor`` times finer that covers the same voxels.
@@ -64,18 +88,87 @@ class UniformGrid:
         """
         factor = int(factor)
         spacing = self.spacing / factor
-        shift = 0.5 * (self.spacing - spacing)
-        return UniformGrid(tuple(o - shift for o in self.origin), spacing,
-                           tuple(n * factor for n in self.shape), self.margin)
+        shift = 0.5 * (self.spacing - spacing) * self.rotation.sum(axis=0)
+        return UniformGrid(tuple((numpy.asarray(self.origin) - shift).tolist()), spacing,
+                           tuple(n * factor for n in self.shape), self.margin, self.orientation)
 
 
-def make_grid(mol, spacing=None, margin=None, multiple=None):
+def principal_axes(mol, tol=1e-6):
+    """The molecule's principal axes of inertia as the rows of a rotation matrix, with a
+    deterministic order and sign, so that rotated copies of a molecule get co-rotated axes.
+
+    * Order: by increasing moment of inertia (the longest extent first).
+    * Degenerate moments (symmetric and spherical tops): within their plane or space, the first
+      axis points to the first atom (in input order) off the already fixed axes, the next to the
+      next such atom (made orthogonal); linear molecules keep any perpendicular pair, which the
+      molecule's own symmetry makes equivalent.
+    * Sign: the first two axes point to where the mass-weighted third moment is positive, or,
+      where it vanishes (a symmetric arrangement), to the first atom off the axis' plane; the
+      third completes a right-handed frame (a rotation, never a reflection).
+
+    Atoms count by their masses, ghost atoms not at all; a molecule with one real atom gets the
+    Cartesian axes.  ``tol`` is relative (moments, lengths).
+    """
+    coords = mol.atom_coords()
+    mass = mol.atom_mass_list(isotope_avg=True)
+    if numpy.count_nonzero(mass) < 2:
+        return numpy.eye(3)
+    x = coords - mass @ coords / mass.sum()
+    inertia = numpy.einsum('i,ij,ik->jk', mass, x, x)
+    inertia = numpy.eye(3) * numpy.trace(inertia) - inertia
+    moments, vectors = numpy.linalg.eigh(inertia)
+    axes = vectors.T.copy()
+    length = numpy.abs(x[mass > 0]).max()
+    small = tol * max(length, 1.0)
+    # degenerate groups: axes from atom directions (deterministic, co-rotating)
+    scale = max(abs(moments).max(), 1e-12)
+    groups, start = [], 0
+    for i in range(1, 4):
+        if i == 3 or moments[i] - moments[start] > tol * scale:
+            groups.append(list(range(start, i)))
+            start = i
+    for group in groups:
+        if len(group) < 2:
+            continue
+        basis = axes[group]
+        chosen = []
+        for ia in numpy.flatnonzero(mass > 0):
+            v = basis.T @ (basis @ x[ia])
+            for c in chosen:
+                v = v - (v @ c) * c
+            if numpy.linalg.norm(v) > small:
+                chosen.append(v / numpy.linalg.norm(v))
+                if len(chosen) == len(group) - 1:
+                    break
+        if len(chosen) == len(group) - 1:
+            if len(group) == 3:
+                chosen.append(numpy.cross(chosen[0], chosen[1]))
+            else:   # the last one: orthogonal to the chosen one inside the plane
+                rest = basis.T @ (basis @ numpy.cross(axes[[a for a in range(3)
+                                                             if a not in group][0]], chosen[0]))
+                chosen.append(rest / numpy.linalg.norm(rest))
+            axes[group] = chosen
+    for a in range(2):
+        u = x @ axes[a]
+        third = mass @ u**3
+        if abs(third) > tol * (mass.sum() * length**3):
+            sign = numpy.sign(third)
+        else:
+            off = numpy.flatnonzero((abs(u) > small) & (mass > 0))
+            sign = numpy.sign(u[off[0]]) if off.size else 1.0
+        axes[a] *= sign
+    axes[2] = numpy.cross(axes[0], axes[1])
+    return axes
+
+
+def make_grid(mol, spacing=None, margin=None, multiple=None, orientation=None):
     """The uniform box around ``mol``'s atoms (ghost atoms included).
 
-    The box extends ``margin`` Bohr beyond the outermost nuclei, has points ``spacing`` Bohr apart
-    and a point count per edge rounded up to a multiple of ``multiple``; it is centred on the
-    molecule.  (What the guess needs on it is checked against ``max_memory`` by
-    :func:`pyscf_mlguess.guess.guess_memory`.)
+    The box is aligned with ``orientation`` (rows: its axes; default the molecule's
+    :func:`principal_axes`), extends ``margin`` Bohr beyond the outermost nuclei along each of
+    its axes, has points ``spacing`` Bohr apart and a point count per edge rounded up to a
+    multiple of ``multiple``; it is centred on the molecule.  (What the guess needs on it is
+    checked against ``max_memory`` by :func:`pyscf_mlguess.guess.guess_memory`.)
     """
     spacing = config.GRID_SPACING if spacing is None else float(spacing)
     margin = config.GRID_MARGIN if margin is None else float(margin)
@@ -85,14 +178,16 @@ def make_grid(mol, spacing=None, margin=None, multiple=None):
     if not spacing > 0 or margin < 0:
         raise ValueError(f'Grid spacing must be > 0 and margin >= 0 (Bohr); got spacing={spacing}, '
                          f'margin={margin}.')
-    xyz = mol.atom_coords()
+    rotation = principal_axes(mol) if orientation is None else numpy.asarray(orientation, float)
+    xyz = mol.atom_coords() @ rotation.T            # box-frame coordinates of the nuclei
     lo = xyz.min(axis=0) - margin
     hi = xyz.max(axis=0) + margin
     shape = numpy.ceil((hi - lo) / spacing).astype(int) + 1
     shape = -(-shape // multiple) * multiple
     centre = 0.5 * (lo + hi)
     origin = centre - 0.5 * spacing * (shape - 1)
-    return UniformGrid(tuple(origin.tolist()), spacing, tuple(shape.tolist()), margin)
+    return UniformGrid(tuple((origin @ rotation).tolist()), spacing, tuple(shape.tolist()),
+                       margin, tuple(map(tuple, rotation.tolist())))
 
 
 def check_atomic_shells(mol):
@@ -195,7 +290,7 @@ def sad_density_on_grid(mol, grid, dm_sad=None):
         r, rad = prof
         above = numpy.nonzero(rad > config.SAD_DENSITY_CUTOFF)[0]
         rcut = r[above[-1]] if above.size else 0.0
-        centre = mol.atom_coord(ia)
+        centre = grid.to_frame(mol.atom_coord(ia))
         sub = []
         for x, c in zip(axes, centre):
             lo, hi = numpy.searchsorted(x, [c - rcut, c + rcut])

@@ -85,22 +85,42 @@ def _semilocal_xc(mf):
     return xc
 
 
-def projection_grids(mol, level=None, verbose=None, stdout=None):
+def projection_grids(mol, level=None, orientation=None, verbose=None, stdout=None):
     """The guess's own Becke integration grid (level ``config.PROJECTION_GRID_LEVEL``, PySCF's
-    default pruning).
+    default pruning), its atomic (Lebedev) grids aligned with ``orientation`` (rows: axes;
+    default the Cartesian axes).
+
+    Aligned with the box's axes (the molecule's principal axes), the quadrature turns with the
+    molecule, so a rotated copy of a molecule gets the same guess, rotated (PySCF builds its
+    atomic grids along the Cartesian axes): the grid is built for the molecule in its box frame
+    and its points are turned back.
 
     It is coarser than an SCF's: the projection is one Fock build for a guess, and a coarse grid
     gives the same guess and the same SCF cycles at a fraction of the cost (measured in
     docs/design.md).  The SCF's own grid is left alone; the SCF builds it as it would from any
     other guess.
     """
-    grids = dft.gen_grid.Grids(mol)
+    rotation = None if orientation is None else numpy.asarray(orientation, dtype=float)
+    if rotation is not None and numpy.allclose(rotation, numpy.eye(3), rtol=0, atol=1e-14):
+        rotation = None
+    frame_mol = mol
+    if rotation is not None:
+        frame_mol = mol.copy()
+        frame_mol.symmetry = False
+        frame_mol.set_geom_(mol.atom_coords() @ rotation.T, unit='Bohr')
+    grids = dft.gen_grid.Grids(frame_mol)
     grids.level = config.PROJECTION_GRID_LEVEL if level is None else level
     if verbose is not None:
         grids.verbose = verbose
     if stdout is not None:
         grids.stdout = stdout
-    return grids.build(with_non0tab=True)
+    if rotation is None:
+        return grids.build(with_non0tab=True)
+    grids.build(with_non0tab=False)
+    grids.coords = grids.coords @ rotation
+    grids.mol = mol
+    grids.non0tab = grids.screen_index = grids.make_mask(mol, grids.coords)
+    return grids
 
 
 def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=False):
@@ -184,7 +204,8 @@ def project_density(mf, dm_sad, field, exchange=None, mol=None, s1e=None, grids=
     h1e = mf.get_hcore(mol)
     s1e = mf.get_ovlp(mol) if s1e is None else s1e
     if grids is None:
-        grids = projection_grids(mol, verbose=mf.verbose, stdout=mf.stdout)
+        grids = projection_grids(mol, orientation=field.grid.orientation, verbose=mf.verbose,
+                                 stdout=mf.stdout)
     t0 = logger.timer(mf, f'mlsr projection grid (level {grids.level}, {grids.weights.size} '
                       'points)', *t0)
 

@@ -75,6 +75,33 @@ def test_evaluate_between_points_and_outside_the_box():
     assert v_out == pytest.approx(exact[1], rel=1e-5)
 
 
+def test_a_rotated_box_answers_in_cartesian_coordinates():
+    """The same Gaussian on a turned box: values, gradients (Cartesian components) and the
+    potential inside and outside the box agree with the analytic ones at Cartesian points."""
+    from scipy.spatial.transform import Rotation
+    a, h, half = 2.0, 0.1, 5.0
+    rotation = Rotation.from_euler('zyx', [35, -20, 60], degrees=True).as_matrix().T
+    centre = numpy.array([0.3, -0.2, 0.1])
+    n = int(round(2 * half / h)) + 1
+    origin = (centre @ rotation.T - half) @ rotation        # the box centred on the Gaussian
+    grid = UniformGrid(tuple(origin), h, (n, n, n), orientation=tuple(map(tuple, rotation)))
+    d = grid.coords() - centre
+    field = DensityField(((a / numpy.pi) ** 1.5 * numpy.exp(-a * (d**2).sum(1))).reshape(
+        grid.shape), grid)
+    rng = numpy.random.default_rng(2)
+    pts = centre + rng.uniform(-1.5, 1.5, size=(400, 3))
+    d = pts - centre
+    exact = (a / numpy.pi) ** 1.5 * numpy.exp(-a * (d**2).sum(1))
+    rho = field.evaluate(pts, deriv=1)
+    assert numpy.abs(rho[0] - exact).max() < 2e-4 * exact.max()
+    numpy.testing.assert_allclose(rho[1:], -2 * a * d.T * exact, atol=2e-3 * exact.max())
+    near = _gaussian_potential(numpy.linalg.norm(d, axis=1))
+    assert numpy.abs(field.potential(pts) - near).max() < 3e-3
+    far = centre + numpy.array([[0.0, 0.0, 12.0], [-9.0, 7.0, 0.0]])
+    numpy.testing.assert_allclose(field.potential(far), 1 / numpy.linalg.norm(far - centre,
+                                                                              axis=1), rtol=1e-4)
+
+
 def test_multipoles_of_a_displaced_pair():
     # +1 and -1 Gaussians 1 Bohr apart along x: no charge, dipole (-1, 0, 0) about any centre
     plus = _gaussian_field(h=0.1, half=4.0, centre=(-0.5, 0.0, 0.0))

@@ -6,20 +6,78 @@ from pyscf.scf import hf
 import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
 from pyscf_mlguess import ZeroPredictor, config
 from pyscf_mlguess.grid import (check_atomic_shells, density_on_grid, make_grid,
-                                sad_density_matrix, sad_density_on_grid)
+                                principal_axes, sad_density_matrix, sad_density_on_grid)
 
 
 def test_box_encloses_atoms_with_margin(water):
     grid = make_grid(water, spacing=0.25, margin=3.0)
     axes = grid.axes()
-    xyz = water.atom_coords()
+    xyz = grid.to_frame(water.atom_coords())
     for k in range(3):
         assert axes[k][0] <= xyz[:, k].min() - 3.0 + 1e-12
         assert axes[k][-1] >= xyz[:, k].max() + 3.0 - 1e-12
         assert grid.shape[k] % config.GRID_MULTIPLE == 0
     assert grid.spacing == 0.25 and grid.margin == 3.0
-    assert grid.coords(5, 6)[0] == pytest.approx(
-        numpy.array(grid.origin) + 0.25 * numpy.array(numpy.unravel_index(5, grid.shape)))
+    rotation = grid.rotation
+    numpy.testing.assert_allclose(rotation @ rotation.T, numpy.eye(3), atol=1e-12)
+    assert numpy.linalg.det(rotation) == pytest.approx(1.0)
+    index = numpy.array(numpy.unravel_index(5, grid.shape))
+    point = grid.coords(5, 6)[0]
+    assert point == pytest.approx(numpy.array(grid.origin) + 0.25 * index @ rotation)
+    numpy.testing.assert_allclose(grid.fractional_index(point[None])[:, 0], index, atol=1e-12)
+    # Cartesian boxes on request
+    plain = make_grid(water, spacing=0.25, margin=3.0, orientation=numpy.eye(3))
+    assert plain.orientation == ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    assert plain.coords(5, 6)[0] == pytest.approx(
+        numpy.array(plain.origin) + 0.25 * numpy.array(numpy.unravel_index(5, plain.shape)))
+
+
+ACETAMIDE = ('C 0 0 0; C 1.514 0 0; O 2.13 1.06 0; N 2.12 -1.2 0; H -0.36 -1.02 0; '
+             'H -0.37 0.51 0.89; H -0.37 0.51 -0.89; H 3.13 -1.25 0; H 1.6 -2.06 0')
+BENZENE = ('C 1.39 0 0; C 0.695 1.204 0; C -0.695 1.204 0; C -1.39 0 0; C -0.695 -1.204 0; '
+           'C 0.695 -1.204 0; H 2.47 0 0; H 1.235 2.139 0; H -1.235 2.139 0; H -2.47 0 0; '
+           'H -1.235 -2.139 0; H 1.235 -2.139 0')
+METHANE = ('C 0 0 0; H 0.629 0.629 0.629; H -0.629 -0.629 0.629; H -0.629 0.629 -0.629; '
+           'H 0.629 -0.629 -0.629')
+
+
+def _rotated_copies(mol, n=3, seed=5):
+    from scipy.spatial.transform import Rotation
+    rng = numpy.random.default_rng(seed)
+    for k in range(n):
+        rot = Rotation.random(random_state=rng).as_matrix()
+        shift = rng.normal(size=3)
+        yield mol.copy().set_geom_(mol.atom_coords() @ rot.T + shift, unit='Bohr')
+
+
+@pytest.mark.parametrize('atoms', [ACETAMIDE, BENZENE, METHANE,
+                                   'O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692'],
+                         ids=['asymmetric top', 'symmetric top', 'spherical top', 'water'])
+def test_principal_axes_turn_with_the_molecule(atoms):
+    """Rotated and translated copies see their atoms at the same box-frame positions (up to a
+    translation), so the box image is the same."""
+    mol = gto.M(atom=atoms, basis='sto-3g', verbose=0)
+    ref = mol.atom_coords() @ principal_axes(mol).T
+    for copy in _rotated_copies(mol):
+        axes = principal_axes(copy)
+        numpy.testing.assert_allclose(axes @ axes.T, numpy.eye(3), atol=1e-12)
+        assert numpy.linalg.det(axes) == pytest.approx(1.0)
+        got = copy.atom_coords() @ axes.T
+        numpy.testing.assert_allclose(got - got[0], ref - ref[0], atol=1e-8)
+        g0, g1 = make_grid(mol, 0.3, 4.0), make_grid(copy, 0.3, 4.0)
+        assert g0.shape == g1.shape
+        numpy.testing.assert_allclose(sad_density_on_grid(copy, g1), sad_density_on_grid(mol, g0),
+                                      atol=1e-10)
+
+
+def test_the_principal_box_is_no_larger_for_a_tilted_molecule():
+    from scipy.spatial.transform import Rotation
+    mol = gto.M(atom=BENZENE, basis='sto-3g', verbose=0)
+    tilted = mol.copy().set_geom_(mol.atom_coords() @ Rotation.from_euler(
+        'xyz', [30, 40, 50], degrees=True).as_matrix().T, unit='Bohr')
+    principal = make_grid(tilted, 0.3, 5.0).size
+    cartesian = make_grid(tilted, 0.3, 5.0, orientation=numpy.eye(3)).size
+    assert principal < 0.8 * cartesian      # 0.73 measured
 
 
 def test_refined_grid_covers_the_same_voxels(water):

@@ -117,6 +117,26 @@ def test_a_density_of_another_molecule_is_refused(water_pbe):
         dft.RKS(bigger, xc='pbe').init_guess_by_mlsr(density=density)
 
 
+def test_rotated_copies_get_the_same_guess(monkeypatch):
+    """The box and the projection's quadrature turn with the molecule: rotated and translated
+    copies get the same guess density matrix, rotated.  Judged by its energy with exact
+    integrals (Hartree-Fock), since PySCF's DFT grid is itself not rotation-invariant."""
+    from scipy.spatial.transform import Rotation
+    from pyscf_mlguess import config
+    monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
+    atoms = ('C 0 0 0; C 1.514 0 0; O 2.13 1.06 0; N 2.12 -1.2 0; H -0.36 -1.02 0; '
+             'H -0.37 0.51 0.89; H -0.37 0.51 -0.89; H 3.13 -1.25 0; H 1.6 -2.06 0')
+    mol = gto.M(atom=atoms, basis='def2-svp', verbose=0)
+    rng = numpy.random.default_rng(11)
+    energies = []
+    for k in range(3):
+        rot = numpy.eye(3) if k == 0 else Rotation.random(random_state=rng).as_matrix()
+        copy = mol.copy().set_geom_(mol.atom_coords() @ rot.T + rng.normal(size=3), unit='Bohr')
+        dm = dft.RKS(copy, xc='pbe').init_guess_by_mlsr()
+        energies.append(scf.RHF(copy).energy_tot(dm))
+    assert max(energies) - min(energies) < 1e-8
+
+
 def test_box_settings_that_the_model_cannot_honour_are_refused(water):
     """A trained model fixes its box; mlsr_grid_spacing/margin that differ are refused, ones
     that agree (or None) are accepted, and a predictor that takes any box uses them."""
@@ -288,8 +308,8 @@ def test_a_long_molecule_is_refused_before_the_network_runs(monkeypatch):
     mf = dft.RKS(mol, xc='pbe')
     from pyscf_mlguess import model
     monkeypatch.setattr(model, 'predict_tiled', lambda *a: pytest.fail('the network ran'))
-    with pytest.raises(RuntimeError, match=r"needs about \d+ MB .*input box 36x36x\d+ at 0.3 "
-                       r"Bohr.*network \d+ MB; field 72x72x\d+.*above max_memory = 500 MB"):
+    with pytest.raises(RuntimeError, match=r"needs about \d+ MB .*input box \d+x36x36 at 0.3 "
+                       r"Bohr.*network \d+ MB; field \d+x72x72.*above max_memory = 500 MB"):
         mf.get_init_guess(mol, 'mlsr')
 
 

@@ -25,6 +25,8 @@ from pyscf_mlguess.grid import (density_on_grid, make_grid, sad_density_matrix,
 
 #: Default ratio of input (SAD) to output (delta_rho) spacing: the model's sub-voxel upsampling.
 UPSAMPLE = 2
+#: How boxes are oriented (part of the box cache's key: boxes cached before are not reused).
+BOX_FRAME = 'principal-axes'
 
 
 def molecule_of(record):
@@ -87,7 +89,7 @@ class DensityDataset(torch.utils.data.Dataset):
 
     def _cache_path(self, record):
         tag = f"{record['key']}|{record['xc']}|{record['basis']}|{self.spacing}|{self.margin}|" \
-              f"{self.upsample}|{record['e_tot']!r}"
+              f"{self.upsample}|{record['e_tot']!r}|{BOX_FRAME}"
         name = hashlib.sha256(tag.encode()).hexdigest()[:20]
         return os.path.join(self.cache_dir, f"{record['key']}-{name}.npz")
 
