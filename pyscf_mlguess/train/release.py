@@ -92,8 +92,10 @@ def release(weights, test_folders, out, max_samples=None, progress=True):
         summary[f'nmae_{k}'] = float(numpy.mean(values))
         summary[f'nmae_{k}_median'] = float(numpy.median(values))
     summary['folders'] = [str(f) for f in test_folders]
-    meta = dict(meta, test=summary, released=datetime.date.today().isoformat(),
-                dataset=dataset_identity(meta.get('train_folders', [])))
+    # the training data's identity is fixed when weights are first released; a re-release
+    # (the same tensors measured again) keeps it even if the folders have grown since
+    dataset = meta.get('dataset') or dataset_identity(meta.get('train_folders', []))
+    meta = dict(meta, test=summary, released=datetime.date.today().isoformat(), dataset=dataset)
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
     save_weights(out, model, meta)
