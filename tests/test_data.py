@@ -181,15 +181,17 @@ def test_dataset_item_is_sad_and_exact_correction(water_folder, tmp_path):
 def test_augmentation_is_the_molecule_rotated(water_folder):
     import torch
     from pyscf_mlguess.data.dataset import DensityDataset, apply_cube_symmetry, molecule_of
-    from pyscf_mlguess.grid import make_grid, sad_density_on_grid
+    from pyscf_mlguess.grid import make_grid, principal_axes, sad_density_on_grid
     ds = DensityDataset(water_folder, spacing=0.2, margin=3.0, upsample=1)
     sad = ds[0]['sad'][0].numpy()
     mol = molecule_of(ds.records[0])
     perm, flips = [2, 0, 1], [1]
-    xyz = mol.atom_coords()[:, perm]
+    # the box is aligned with the principal axes: the symmetry acts on box-frame coordinates
+    xyz = (mol.atom_coords() @ principal_axes(mol).T)[:, perm]
     xyz[:, 1] *= -1
     rotated = mol.set_geom_(xyz, unit='Bohr', inplace=False)
-    expected = sad_density_on_grid(rotated, make_grid(rotated, 0.2, 3.0))
+    expected = sad_density_on_grid(rotated, make_grid(rotated, 0.2, 3.0,
+                                                      orientation=numpy.eye(3)))
     numpy.testing.assert_allclose(apply_cube_symmetry(sad, perm, flips), expected, atol=2e-5)
     g = torch.Generator().manual_seed(0)
     aug = DensityDataset(water_folder, spacing=0.2, margin=3.0, upsample=1, augment=True,
