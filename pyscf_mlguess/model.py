@@ -74,6 +74,18 @@ def weights_family(mf):
     return xc_family(mf.xc, spin=mf.mol.spin)
 
 
+def shipped_weights_folder():
+    """The folder of the weights shipped with the package.
+
+    An installed package carries them as ``pyscf_mlguess.weights``; a source checkout imported
+    from the repository root (``python -c`` there) has no such subpackage, and its weights are
+    the top-level ``weights/`` folder that setup.py maps into it."""
+    try:
+        return resources.files('pyscf_mlguess.weights')
+    except ModuleNotFoundError:
+        return resources.files('pyscf_mlguess').joinpath(os.pardir, 'weights')
+
+
 def find_weights(family, path=None):
     """Path of the weights for ``family``: ``path`` if given, else the file or folder named by
     ``$PYSCF_MLGUESS_WEIGHTS``, else the weights shipped in the package.
@@ -87,7 +99,7 @@ def find_weights(family, path=None):
     elif os.environ.get(config.WEIGHTS_ENV):
         candidates.append(os.environ[config.WEIGHTS_ENV])
     else:
-        candidates.append(str(resources.files('pyscf_mlguess.weights')))
+        candidates.append(str(shipped_weights_folder()))
     for cand in candidates:
         target = os.path.join(cand, f'{family}.pt') if os.path.isdir(cand) else cand
         searched.append(target)
@@ -278,7 +290,7 @@ def sha256_of(path):
 
 def _shipped_hashes():
     """{file name: SHA-256} from the package's ``SHA256SUMS`` table."""
-    table = resources.files('pyscf_mlguess.weights') / 'SHA256SUMS'
+    table = shipped_weights_folder() / 'SHA256SUMS'
     if not table.is_file():
         return {}
     out = {}

@@ -68,6 +68,21 @@ def test_shipped_weights_load_with_the_hash_check(water, monkeypatch, xc, family
     assert 0 < meta['test']['nmae_model'] < meta['test']['nmae_sad']
 
 
+
+def test_shipped_weights_are_found_from_the_source_tree():
+    """``python -c`` in the repository root imports the source tree, which has no
+    ``pyscf_mlguess.weights`` subpackage when the package is installed non-editable (as CI
+    does); the shipped weights must still be found, with their hash table."""
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ('from pyscf_mlguess import model\n'
+            'path = model.find_weights("pbe")\n'
+            'print(model.sha256_of(path) == model._shipped_hashes()["pbe.pt"])\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYSCF_MLGUESS_WEIGHTS'}
+    out = subprocess.run([sys.executable, '-c', code], cwd=root, env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == 'True'
+
 @pytest.mark.parametrize('atom', [WATER, AMMONIA], ids=['water', 'ammonia'])
 @pytest.mark.parametrize('xc', ['pbe', 'b3lyp'])
 def test_mlsr_with_the_shipped_weights(xc, atom, monkeypatch):
