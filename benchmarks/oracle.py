@@ -102,6 +102,27 @@ def markdown(rows):
                          f"{base['atom']['cycles']} | {r['guess']} | {r['exchange'] or '-'} | "
                          f"{'-' if level is None else level} | {r['spacing'] or '-'} | {cyc} | "
                          f"{abs(r['delta_e']):.1e} |")
+    return summary(rows) + '\n' + '\n'.join(lines) + '\n'
+
+
+def summary(rows):
+    """Cycle sums per functional and setting, over the molecules that have every setting of
+    that functional (extra exchange builds counted)."""
+    lines = ['| xc | guess | exchange | projection grid level | spacing (Bohr) | molecules | '
+             'cycles, sum (+extra) |', '|' + '---|' * 7]
+    for xc in dict.fromkeys(r['xc'] for r in rows):
+        rs = [r for r in rows if r['xc'] == xc]
+        settings = {}
+        for r in rs:
+            key = (r['guess'], r['exchange'] or '-', r.get('grid_level'), r['spacing'])
+            settings.setdefault(key, {})[r['molecule']] = r
+        common = set.intersection(*(set(v) for v in settings.values()))
+        for (guess, exchange, level, spacing), by_mol in settings.items():
+            cycles = sum(by_mol[m]['cycles'] for m in common)
+            extra = sum(by_mol[m]['extra_builds'] or 0 for m in common)
+            lines.append(f"| {xc} | {guess} | {exchange} | {'-' if level is None else level} | "
+                         f"{spacing or '-'} | {len(common)} | {cycles}"
+                         + (f' (+{extra})' if extra else '') + ' |')
     return '\n'.join(lines) + '\n'
 
 
