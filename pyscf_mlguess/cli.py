@@ -18,7 +18,8 @@ def _data_generate(args):
     result = generate(args.out, args.xc, args.split, args.n, basis=args.basis,
                       workers=args.workers, scheduler=args.scheduler,
                       shard_size=args.shard_size, perturb_fraction=args.perturb_fraction,
-                      conv_tol=args.conv_tol, density_fit=args.density_fit)
+                      conv_tol=args.conv_tol, density_fit=args.density_fit,
+                      grid_level=args.grid_level)
     print(json.dumps(result, indent=1))
 
 
@@ -89,6 +90,9 @@ def build_parser():
     g.add_argument('--density-fit', action='store_true',
                    help="density-fitted references (PySCF's default auxiliary basis; recorded "
                    "with each sample)")
+    g.add_argument('--grid-level', type=int, default=None, choices=range(10),
+                   help="integration grid level of the references (default: PySCF's, 3; "
+                        'recorded with every sample; see docs/training.md)')
     g.add_argument('--workers', type=int, default=None, help='local worker processes')
     g.add_argument('--scheduler', default=None, help='address of a running Dask scheduler')
     g.add_argument('--shard-size', type=int, default=100)

@@ -220,3 +220,15 @@ def test_a_failing_molecule_is_recorded_and_the_run_goes_on(tmp_path):
     assert 'open-shell' in records['nh2-radical']['error']
     s = store.stats(str(tmp_path))['pbe_def2svp']['train']
     assert s['samples'] == 1 and s['failed'] == 1
+
+
+def test_grid_level_is_applied_and_recorded(water_record):
+    coarse = generate.reference_calculation(_water_sample(), 'pbe', threads=0, grid_level=1)
+    assert water_record['grid_level'] == 3 and coarse['grid_level'] == 1 and coarse['converged']
+    # a coarser quadrature: a different energy (by more than the convergence), a close density
+    assert 1e-8 < abs(coarse['e_tot'] - water_record['e_tot']) < 1e-3
+    mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
+    s = mol.intor('int1e_ovlp')
+    dms = [store.density_matrix_from_orbitals(r['mo_occ_coeff'] * store.ORBITAL_QUANTUM, s)
+           for r in (coarse, water_record)]
+    assert density_nmae(mol, *dms) < 1e-3

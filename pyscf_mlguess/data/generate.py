@@ -35,13 +35,14 @@ def _default_cycles(trace, conv_tol=DEFAULT_CONV_TOL):
 
 
 def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=MAX_CYCLE,
-                          threads=1, density_fit=False):
+                          threads=1, density_fit=False, grid_level=None):
     """Converge restricted KS for one sample from PySCF's default (minao) guess.
 
     With ``density_fit`` the Coulomb (and exact-exchange) integrals are density-fitted with
     PySCF's default auxiliary basis (``mf.density_fit()``), which moves the converged density
     far less than the model's error (measured in docs/training.md) at a fraction of the cost;
-    the record says which.
+    the record says which.  ``grid_level`` sets the integration grid's level (PySCF's default,
+    3, when None); every record stores the level it was computed on.
 
     Returns a record for :mod:`store`: geometry, level, the occupied orbitals (quantised, see
     :func:`store.quantize_orbitals`), the energy and the minao baseline (cycles at this and at
@@ -61,6 +62,8 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     mf = dft.RKS(mol, xc=xc)
     if density_fit:
         mf = mf.density_fit()
+    if grid_level is not None:
+        mf.grids.level = grid_level
     mf.conv_tol = conv_tol
     mf.max_cycle = max_cycle
     trace = []
@@ -122,7 +125,7 @@ def _client(scheduler, workers):
 
 def generate(root, xc, split, n, basis=BASIS, workers=None, scheduler=None, shard_size=100,
              perturb_fraction=qm9.PERTURB_FRACTION, conv_tol=CONV_TOL, progress=True,
-             density_fit=False):
+             density_fit=False, grid_level=None):
     """Compute the first ``n`` QM9 molecules of ``split`` (plus perturbed copies) at ``xc``.
 
     Samples already on disk are skipped; pending samples are packed into a shard at the end,
@@ -131,13 +134,13 @@ def generate(root, xc, split, n, basis=BASIS, workers=None, scheduler=None, shar
     folder = os.path.join(root, level_name(xc, basis), split)
     samples = qm9.select(split, n, perturb_fraction=perturb_fraction)
     generate_samples(folder, samples, xc, basis, workers, scheduler, shard_size, conv_tol,
-                     progress, density_fit=density_fit, desc=f'{level_name(xc, basis)}/{split}')
+                     progress, density_fit=density_fit, grid_level=grid_level, desc=f'{level_name(xc, basis)}/{split}')
     return store.stats(root)[level_name(xc, basis)][split]
 
 
 def generate_samples(folder, samples, xc, basis=BASIS, workers=None, scheduler=None,
                      shard_size=100, conv_tol=CONV_TOL, progress=True, desc=None,
-                     density_fit=False):
+                     density_fit=False, grid_level=None):
     """Reference calculations for ``samples`` into the dataset ``folder`` (resumable)."""
     from dask.distributed import as_completed
     from tqdm import tqdm
@@ -152,7 +155,8 @@ def generate_samples(folder, samples, xc, basis=BASIS, workers=None, scheduler=N
         if todo:
             client, cluster = _client(scheduler, workers)
             futures = client.map(reference_calculation, todo, xc=xc, basis=basis,
-                                 conv_tol=conv_tol, density_fit=density_fit, pure=False)
+                                 conv_tol=conv_tol, density_fit=density_fit,
+                                 grid_level=grid_level, pure=False)
             by_key = {f.key: s for f, s in zip(futures, todo)}
             for fut in as_completed(futures):
                 try:
