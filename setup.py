@@ -24,8 +24,8 @@ setup(
         'scipy>=1.10',
     ],
     extras_require={
-        # Benchmarks: molecule sets from SMILES, plots.
-        'bench': ['rdkit', 'matplotlib'] + TRAIN,
+        # Benchmarks: molecule sets from SMILES (RDKit) and ASE's G2 collection, plots.
+        'bench': ['rdkit', 'ase', 'matplotlib'] + TRAIN,
         # Training data and training: QM9 molecules, HDF5 shards, Dask workers, progress bars.
         'train': TRAIN,
         # The tests cover the data pipeline and the benchmark driver (with its plots) too.

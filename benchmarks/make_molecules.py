@@ -3,8 +3,12 @@
     python benchmarks/make_molecules.py oracle
     python benchmarks/make_molecules.py finetune
     python benchmarks/make_molecules.py drugs
+    python benchmarks/make_molecules.py ions            # closed-shell anions and cations
+    python benchmarks/make_molecules.py main_group      # from ASE's G2 collection
+    python benchmarks/make_molecules.py open_shell      # from ASE's G2 collection
 
-Geometries are committed; this script documents and reproduces them (fixed random seed).
+Geometries are committed; this script documents and reproduces them (fixed random seed; the G2
+sets take ASE's stored geometries and its initial magnetic moments as the spin).
 """
 
 import argparse
@@ -98,7 +102,45 @@ SETS = {
         'verapamil': 'COc1ccc(CCN(C)CCCC(C#N)(C(C)C)c2ccc(OC)c(OC)c2)cc1OC',
         'imatinib': 'Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1',
     },
+    # Closed-shell ions for the guess's by-class benchmark, none of them in 'finetune' (which
+    # may become training data): QM9's elements with a charge, and a few with S and P.
+    'ions': {
+        'propanoate': 'CCC(=O)[O-]', 'benzoate': '[O-]C(=O)c1ccccc1',
+        'ethoxide': 'CC[O-]', 'oxalate_monoanion': 'OC(=O)C(=O)[O-]',
+        'lactate': 'CC(O)C(=O)[O-]', 'cyanate': '[O-]C#N', 'bicarbonate': 'OC(=O)[O-]',
+        'nitrite': 'N(=O)[O-]', 'methyl_sulfate': 'COS(=O)(=O)[O-]',
+        'ethanethiolate': 'CC[S-]', 'methylphosphonate': 'CP(=O)(O)[O-]',
+        'anilinium': '[NH3+]c1ccccc1', 'dimethylammonium': 'C[NH2+]C',
+        'benzylammonium': '[NH3+]Cc1ccccc1', 'acetamidinium': 'CC(N)=[NH2+]',
+        'morpholinium': 'C1COCC[NH2+]1', 'protonated_acetone': 'CC(C)=[OH+]',
+        'hydroxylammonium': '[NH3+]O', 'methyloxonium': 'C[OH2+]',
+        'ethyltrimethylammonium': 'CC[N+](C)(C)C',
+    },
 }
+
+#: ASE's G2 collection for sets beyond QM9's chemistry: closed-shell molecules with an element
+#: QM9 lacks, and radicals and triplets (spin from ASE's initial moments).  Single atoms left out.
+QM9_ELEMENTS = {'H', 'C', 'N', 'O', 'F'}
+G2_SETS = {
+    'main_group': lambda atoms, spin: spin == 0 and set(atoms.get_chemical_symbols()) - QM9_ELEMENTS,
+    'open_shell': lambda atoms, spin: spin != 0,
+}
+
+
+def write_g2_set(name, out_dir):
+    from ase.collections import g2
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for mol_name in g2.names:
+        atoms = g2[mol_name]
+        spin = int(round(abs(atoms.get_initial_magnetic_moments().sum())))
+        if len(atoms) < 2 or not G2_SETS[name](atoms, spin):
+            continue
+        lines = [str(len(atoms)), f'{mol_name} {atoms.get_chemical_formula()} charge=0 '
+                 f'spin={spin} (ASE G2 geometry)']
+        lines += [f'{sym:2s} {x:12.6f} {y:12.6f} {z:12.6f}'
+                  for sym, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions)]
+        (out_dir / f'{mol_name}.xyz').write_text('\n'.join(lines) + '\n')
 
 
 def write_set(name, out_dir, seed=7):
@@ -122,7 +164,8 @@ def write_set(name, out_dir, seed=7):
 
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('set', choices=sorted(SETS))
+    parser.add_argument('set', choices=sorted([*SETS, *G2_SETS]))
     parser.add_argument('--out', default=None, help='folder (default benchmarks/molecules/SET)')
     args = parser.parse_args()
-    write_set(args.set, args.out or pathlib.Path(__file__).parent / 'molecules' / args.set)
+    out = args.out or pathlib.Path(__file__).parent / 'molecules' / args.set
+    (write_g2_set if args.set in G2_SETS else write_set)(args.set, out)

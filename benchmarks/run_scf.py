@@ -5,8 +5,10 @@
 
 ``--molecules`` is a folder of .xyz files (the comment line may carry ``charge=N spin=M``, spin =
 2S as in PySCF; open shells run unrestricted) or a built-in set: ``qm9-test`` (the held-out QM9
-test split of the training data, in its fixed order) or ``drugs`` (larger drug-like molecules,
-``benchmarks/molecules/drugs``).  The runs, the records and the report are
+test split of the training data, in its fixed order), ``drugs`` (larger drug-like molecules),
+``ions`` (closed-shell anions and cations), ``main_group`` (closed shells with elements QM9
+lacks) or ``open_shell`` (radicals and triplets), all under ``benchmarks/molecules/`` and made by
+``benchmarks/make_molecules.py``.  The runs, the records and the report are
 :mod:`pyscf_mlguess.benchmark`'s; ``results.md`` (also printed) leads with what a user waits:
 mlsr against minao in total wall time and effective cycles, side by side.  ``--density-fit``
 runs every SCF with density fitting (PySCF's ``mf.density_fit()`` and its default auxiliary
@@ -20,7 +22,8 @@ import importlib.util
 import pathlib
 
 HERE = pathlib.Path(__file__).resolve().parent
-FOLDERS = {'drugs': HERE / 'molecules' / 'drugs'}
+FOLDERS = {name: HERE / 'molecules' / name
+           for name in ('drugs', 'ions', 'main_group', 'open_shell')}
 DEFAULT_GUESSES = 'minao,atom,huckel,mod_huckel,sap,vsap,1e,mlsr'
 
 

@@ -186,3 +186,21 @@ def test_the_benchmark_does_not_import_training_code():
             'print(sorted(m for m in sys.modules if m.startswith("pyscf_mlguess.train")))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == '[]'
+
+
+@pytest.mark.parametrize('name', ['drugs', 'ions', 'main_group', 'open_shell'])
+def test_built_in_sets_are_molecules_with_their_charge_and_spin(run_scf, name):
+    from pyscf import gto
+    entries = load_molecules(name, folders=run_scf.FOLDERS)
+    assert len(entries) >= 20
+    for mol_name, entry in entries:
+        assert isinstance(entry, dict), f'{name}/{mol_name}: {entry}'
+        mol = gto.M(atom=entry['atom'], basis='sto-3g', charge=entry['charge'],
+                    spin=entry['spin'], verbose=0)   # parity of charge and spin checked here
+        elements = {mol.atom_pure_symbol(i) for i in range(mol.natm)}
+        if name == 'ions':
+            assert entry['charge'] != 0 and entry['spin'] == 0
+        elif name == 'open_shell':
+            assert entry['charge'] == 0 and entry['spin'] > 0
+        elif name == 'main_group':
+            assert entry['spin'] == 0 and elements - {'H', 'C', 'N', 'O', 'F'}
