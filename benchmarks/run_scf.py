@@ -13,7 +13,8 @@ lacks) or ``open_shell`` (radicals and triplets), all under ``benchmarks/molecul
 mlsr against minao in total wall time and effective cycles, side by side.  ``--density-fit``
 runs every SCF with density fitting (PySCF's ``mf.density_fit()`` and its default auxiliary
 basis).  A results folder holds one set of the settings that change the numbers
-(``--conv-tol``, ``--max-cycle``, ``--density-fit``, ``--weights``, ``--exchange``): resuming
+(``--conv-tol``, ``--max-cycle``, ``--density-fit``, ``--weights``, ``--exchange``,
+``--outside-domain``): resuming
 it with other ones is refused.
 """
 
@@ -67,6 +68,9 @@ def main(argv=None):
                         help="every SCF with density fitting (PySCF's default auxiliary basis)")
     parser.add_argument('--exchange', choices=['sad_k', 'lda_x', 'k_refresh'],
                         help="the mlsr guess's exact-exchange treatment (default: the package's)")
+    parser.add_argument('--outside-domain', choices=['minao', 'model'],
+                        help="what the mlsr guess does for molecules outside the weights' domain "
+                             "(default: the package's, minao)")
     parser.add_argument('--no-plots', action='store_true')
     parser.add_argument('--report-only', action='store_true',
                         help='rebuild results.md and the plots from results.json, run nothing')
@@ -90,7 +94,8 @@ def main(argv=None):
             records = run(molecules, xcs, bases, guesses, args.out, workers=args.workers,
                           scheduler=args.scheduler, conv_tol=args.conv_tol,
                           max_cycle=args.max_cycle, device=args.device, weights=args.weights,
-                          density_fit=args.density_fit, exchange=args.exchange)
+                          density_fit=args.density_fit, exchange=args.exchange,
+                          outside_domain=args.outside_domain)
         except SettingsMismatch as err:
             raise SystemExit(f'run_scf.py: {err}') from None
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}

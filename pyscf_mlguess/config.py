@@ -32,6 +32,13 @@ EXCHANGE = getattr(__config__, 'mlguess_exchange', 'lda_x')
 #: because the projection is one Fock build for a guess (levels compared in docs/design.md).
 PROJECTION_GRID_LEVEL = getattr(__config__, 'mlguess_projection_grid_level', 1)
 
+#: What the guess does for a molecule outside the weights' domain (an element, charge or spin
+#: their training data never had): 'minao' hands over to PySCF's minao guess (logged), 'model'
+#: uses the network anyway.  Outside the domain the network has cost cycles, not saved them
+#: (measured by class in docs/results.md).
+OUTSIDE_DOMAIN = getattr(__config__, 'mlguess_outside_domain', 'minao')
+OUTSIDE_DOMAIN_CHOICES = ('minao', 'model')
+
 #: Device for the network ('cpu', 'cuda', 'cuda:1'); None picks CUDA when available.
 MODEL_DEVICE = getattr(__config__, 'mlguess_device', None)
 #: Input voxels per tile edge for the network (halo added); bounds memory on big boxes.

@@ -16,8 +16,13 @@ Attributes added to every SCF object (declared in ``_keys``):
     with it a value that differs from the model's is refused with an error, never ignored.
 ``mlsr_exchange``
     Treatment of exact exchange in the projection (:mod:`pyscf_mlguess.project`).
+``mlsr_outside_domain``
+    ``'minao'`` (default, :data:`pyscf_mlguess.config.OUTSIDE_DOMAIN`): a molecule with an
+    element, charge or spin that the weights' training data never had gets PySCF's minao guess,
+    with a warning that says why; ``'model'``: the network is used anyway (with the warning).
 ``mlsr_timings``
-    Set by the guess: wall seconds of its stages, ``{'grid', 'model', 'projection', 'total'}``.
+    Set by the guess: wall seconds of its stages, ``{'grid', 'model', 'projection', 'total'}``,
+    or ``{'minao', 'total'}`` when it handed over to minao.
 """
 
 import dataclasses
@@ -40,6 +45,7 @@ _MLSR_ATTRIBUTES = {
     'mlsr_grid_spacing': None,
     'mlsr_grid_margin': None,
     'mlsr_exchange': config.EXCHANGE,
+    'mlsr_outside_domain': config.OUTSIDE_DOMAIN,
     'mlsr_timings': None,
 }
 
@@ -47,6 +53,7 @@ _MLSR_ATTRIBUTES = {
 def _check_input(mf, mol):
     """Refuse what the guess cannot do, with the reason, before anything is computed."""
     exchange_treatment(mf.mlsr_exchange)
+    outside_domain_policy(mf.mlsr_outside_domain)
     if hasattr(mol, 'lattice_vectors'):
         raise NotImplementedError("init_guess='mlsr' is for molecules; periodic cells are not "
                                   "supported.")
@@ -72,11 +79,19 @@ def _check_input(mf, mol):
                          "molecule is a ghost.")
 
 
-def _warn_outside_domain(mf, mol, meta):
-    """Warn when ``mol`` has elements, a charge or a spin that the weights' training data
-    (their metadata: ``elements``, ``charges``, ``spins``) never had."""
+def outside_domain_policy(policy):
+    """``policy`` (any case) as one of ``config.OUTSIDE_DOMAIN_CHOICES``, or a ``ValueError``."""
+    if not isinstance(policy, str) or policy.lower() not in config.OUTSIDE_DOMAIN_CHOICES:
+        raise ValueError(f'Unknown mlsr_outside_domain {policy!r}; choose from '
+                         f'{", ".join(config.OUTSIDE_DOMAIN_CHOICES)}.')
+    return policy.lower()
+
+
+def outside_domain(mol, meta):
+    """What of ``mol`` the weights' training data (their metadata: ``elements``, ``charges``,
+    ``spins``) never had, as phrases; empty when inside or when the predictor states no domain."""
     if not meta:
-        return
+        return []
     outside = []
     seen = meta.get('elements')
     if seen is not None:
@@ -88,10 +103,14 @@ def _warn_outside_domain(mf, mol, meta):
         if meta.get(name) is not None and value not in meta[name]:
             outside.append(f"{name[:-1]} {value} (trained on {name} "
                            f"{', '.join(map(str, meta[name]))})")
-    if outside:
-        logger.warn(mf, 'mlsr: this molecule is outside the domain of the weights: %s. There '
-                    'the guess has cost SCF cycles rather than saved them (README, "Domain"); '
-                    'init_guess=\'minao\' may be faster.', '; '.join(outside))
+    return outside
+
+
+def _warn_outside_domain(mf, outside):
+    logger.warn(mf, 'mlsr: this molecule is outside the domain of the weights: %s. There the '
+                'network has cost SCF cycles rather than saved them (README, "Domain"); it is '
+                'used anyway (mlsr_outside_domain = %r).', '; '.join(outside),
+                mf.mlsr_outside_domain)
 
 
 def _resolve_predictor(mf, predictor):
@@ -212,7 +231,9 @@ def predict_density(mf, mol=None, predictor=None):
     wall0 = logger.perf_counter()
     predictor = _resolve_predictor(mf, predictor)
     logger.info(mf, 'Initial guess from mlsr (machine-learned density), predictor %s', predictor)
-    _warn_outside_domain(mf, mol, getattr(predictor, 'meta', None))
+    outside = outside_domain(mol, getattr(predictor, 'meta', None))
+    if outside:
+        _warn_outside_domain(mf, outside)
     nghost = sum(1 for ia in range(mol.natm) if mol.atom_charge(ia) == 0)
     if nghost:
         logger.info(mf, 'mlsr: %d ghost atom(s) carry basis functions but no SAD density', nghost)
@@ -257,6 +278,11 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
         return mf.init_guess_by_1e(mol)
     t0 = (logger.process_clock(), logger.perf_counter())
     if density is None:
+        _check_input(mf, mol)
+        predictor = _resolve_predictor(mf, predictor)
+        outside = outside_domain(mol, getattr(predictor, 'meta', None))
+        if outside and outside_domain_policy(mf.mlsr_outside_domain) == 'minao':
+            return _hand_over_to_minao(mf, mol, outside, t0)
         density = predict_density(mf, mol, predictor)
     else:
         _check_input(mf, mol)
@@ -271,6 +297,19 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
     timings['total'] = sum(timings.values())
     mf.mlsr_timings = timings
     logger.timer(mf, 'mlsr initial guess', *t0)
+    return dm
+
+
+def _hand_over_to_minao(mf, mol, outside, t0):
+    logger.warn(mf, 'mlsr: this molecule is outside the domain of the weights: %s. There the '
+                'network has cost SCF cycles rather than saved them (README, "Domain"), so '
+                'PySCF\'s minao guess is used instead (mlsr_outside_domain = \'model\' uses the '
+                'network anyway).', '; '.join(outside))
+    wall0 = t0[1]
+    dm = mf.init_guess_by_minao(mol)
+    wall = logger.perf_counter() - wall0
+    mf.mlsr_timings = {'minao': wall, 'total': wall}
+    logger.timer(mf, 'mlsr initial guess (handed over to minao)', *t0)
     return dm
 
 

@@ -160,6 +160,24 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert 'no molecule has both runs in one invocation' in text
 
 
+def test_a_hand_over_to_minao_is_recorded(tmp_path, monkeypatch):
+    import torch
+    from pyscf_mlguess import config, model
+    torch.manual_seed(0)
+    net = model.DensitySR(channels=4, blocks=1, up_channels=2)
+    meta = {'xc': 'pbe', 'input_spacing': 0.4, 'output_spacing': 0.2, 'margin': 3.0,
+            'elements': ['H', 'O'], 'charges': [0], 'spins': [0]}
+    model.save_weights(tmp_path / 'pbe.pt', net, meta)
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
+    radical = {'atom': 'O 0 0 0; H 0 0 0.97', 'charge': 0, 'spin': 1}
+    minao, ml = runner.run_molecule('oh', radical, 'pbe', 'def2-svp', ['minao', 'mlsr'])
+    assert ml['handed_over_to'] == 'minao' and ml['minao_s'] > 0 and 'model_s' not in ml
+    assert ml['cycles'] == minao['cycles'] and ml['delta_e'] < 1e-6
+    ml = runner.run_molecule('oh', radical, 'pbe', 'def2-svp', ['mlsr'], reference=minao,
+                             outside_domain='model')[0]
+    assert 'handed_over_to' not in ml and ml['model_s'] > 0 and ml['delta_e'] < 1e-6
+
+
 def test_a_missing_bench_extra_names_the_install_command(run_scf, molecules, tmp_path,
                                                          monkeypatch):
     import importlib.util

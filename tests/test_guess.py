@@ -321,6 +321,7 @@ def test_box_too_large_for_memory(water):
 def test_a_long_molecule_is_refused_before_the_network_runs(monkeypatch):
     mol = gto.M(atom='He 0 0 0; He 0 0 200', basis='def2-svp', max_memory=500, verbose=0)
     mf = dft.RKS(mol, xc='pbe')
+    mf.mlsr_outside_domain = 'model'    # He is outside the shipped weights' elements
     from pyscf_mlguess import model
     monkeypatch.setattr(model, 'predict_tiled', lambda *a: pytest.fail('the network ran'))
     with pytest.raises(RuntimeError, match=r"needs about \d+ MB .*input box \d+x36x36 at 0.3 "
@@ -342,9 +343,11 @@ def status(key):
 
 
 small = dft.RKS(gto.M(atom='He 0 0 0; He 0 0 3', basis='def2-svp', verbose=0), xc='pbe')
+small.mlsr_outside_domain = 'model'   # He is outside the weights' elements: use them anyway
 small.init_guess_by_mlsr()          # libraries' first-call set-up is not the guess's memory
 mol = gto.M(atom='He 0 0 0; He 0 0 40', basis='def2-svp', verbose=0)
 mf = dft.RKS(mol, xc='pbe')
+mf.mlsr_outside_domain = 'model'
 mf.get_hcore(), mf.get_ovlp()
 predictor = guess._resolve_predictor(mf, None)
 estimate = guess.guess_memory(guess.make_grid(mol, predictor.input_spacing, predictor.margin),

@@ -212,6 +212,24 @@ def test_molecules_outside_the_weights_domain_are_warned_about(tmp_path, net):
     assert 'outside the domain' not in _guess_log(mf, tmp_path)
 
 
+def test_outside_the_domain_the_guess_hands_over_to_minao_unless_told(tmp_path, net):
+    path = _write(tmp_path, net)
+    radical = gto.M(atom='O 0 0 0; H 0 0 0.97', basis='def2-svp', spin=1, verbose=0)
+    mf = dft.UKS(radical, xc='pbe')
+    mf.mlsr_predictor = str(path)
+    log = _guess_log(mf, tmp_path)
+    assert "spin 1 (trained on spins 0)" in log and "minao guess is used instead" in log
+    assert set(mf.mlsr_timings) == {'minao', 'total'}
+    numpy.testing.assert_array_equal(mf.init_guess_by_mlsr(), mf.get_init_guess(key='minao'))
+    mf.mlsr_outside_domain = 'MODEL'                  # any case, like PySCF's keys
+    log = _guess_log(mf, tmp_path)
+    assert "spin 1 (trained on spins 0)" in log and "used anyway" in log
+    assert set(mf.mlsr_timings) == {'grid', 'model', 'projection', 'total'}
+    mf.mlsr_outside_domain = 'sad'
+    with pytest.raises(ValueError, match="mlsr_outside_domain 'sad'; choose from minao, model"):
+        mf.init_guess_by_mlsr()
+
+
 def test_the_shipped_weights_state_their_domain(monkeypatch):
     monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
     for family in ('pbe', 'b3lyp'):

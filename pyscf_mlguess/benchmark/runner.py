@@ -24,7 +24,7 @@ ENERGY_TOL = 1e-6      # Ha: a run that lands further from the minao energy is a
 # settings that change the results (not only the timings), with their values in files that
 # predate them; one results folder holds one set
 SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None,
-            'exchange': None}
+            'exchange': None, 'outside_domain': None}
 
 
 def _make_scf(mol, xc):
@@ -40,7 +40,8 @@ def _has_guess(mf, guess):
 
 
 def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
-                 weights=None, reference=None, density_fit=False, exchange=None):
+                 weights=None, reference=None, density_fit=False, exchange=None,
+                 outside_domain=None):
     """Records (dicts) of every guess for one molecule, functional and basis.
 
     ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
@@ -81,6 +82,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             return dict(base, guess=guess, error=f'PySCF has no {guess!r} initial guess'), None
         if guess == 'mlsr' and exchange is not None:
             mf.mlsr_exchange = exchange
+        if guess == 'mlsr' and outside_domain is not None:
+            mf.mlsr_outside_domain = outside_domain
         if guess == 'mlsr' and (device is not None or weights is not None):
             from pyscf_mlguess.model import load_predictor
             mf.mlsr_predictor = load_predictor(mf, weights, device=device)
@@ -98,6 +101,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             rec['exchange'] = mf.mlsr_exchange      # only where there is exact exchange
         if guess == 'mlsr' and mf.mlsr_timings:
             rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
+            if 'minao' in mf.mlsr_timings:
+                rec['handed_over_to'] = 'minao'     # outside the weights' domain
         return rec, (mf, dm0)
 
     ref_state = None
@@ -164,18 +169,20 @@ def _save(path, info, records):
 
 def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
         max_cycle=None, device=None, weights=None, density_fit=False, exchange=None,
-        progress=True):
+        outside_domain=None, progress=True):
     """Run what ``out/results.json`` does not hold yet; returns all its records.
 
-    ``exchange`` sets the mlsr guess's exact-exchange treatment (``mlsr_exchange``; None keeps
-    the default); like ``conv_tol``, ``max_cycle``, ``weights`` and ``density_fit`` it changes
-    the results, so one folder holds one value."""
+    ``exchange`` sets the mlsr guess's exact-exchange treatment (``mlsr_exchange``) and
+    ``outside_domain`` what it does outside the weights' domain (``mlsr_outside_domain``); None
+    keeps the package's default.  Like ``conv_tol``, ``max_cycle``, ``weights`` and
+    ``density_fit`` they change the results, so one folder holds one value."""
     from tqdm import tqdm
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'results.json'
     settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
-                'density_fit': bool(density_fit), 'weights': weights, 'exchange': exchange}
+                'density_fit': bool(density_fit), 'weights': weights, 'exchange': exchange,
+                'outside_domain': outside_domain}
     stored = load_results(path)
     _check_settings(stored, settings, path)
     records = stored['records']

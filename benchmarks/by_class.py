@@ -1,0 +1,75 @@
+"""The guess by class of molecule: one table from several benchmark results folders.
+
+    python benchmarks/by_class.py
+
+For every class (a results folder of ``run_scf.py``) and functional: the molecules whose mlsr
+and minao runs were timed side by side, the median per-molecule ratios mlsr / minao of SCF
+cycles, effective cycles and total wall time, the summed cycles of both, how many mlsr runs
+ended elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to
+minao (outside the weights' domain).  Writes ``benchmarks/results/by_class.md``.
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+
+from pyscf_mlguess.benchmark import is_failure, side_by_side
+
+HERE = pathlib.Path(__file__).resolve().parent
+RESULTS = HERE / 'results'
+
+#: (class, results folder)
+CLASSES = [
+    ('QM9 organics (in domain)', 'qm9-test'),
+    ('drug-like, density fitting (in domain)', 'drugs-df'),
+    ('closed shells with Si, P, S, Cl, B, Al, Li, Na, ...', 'by_class/main_group'),
+    ('closed-shell ions', 'by_class/ions'),
+    ('radicals and triplets (UKS)', 'by_class/open_shell'),
+]
+
+
+def rows_of(label, folder):
+    path = RESULTS / folder / 'results.json'
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    policy = data.get('outside_domain') or 'default'
+    out = []
+    for xc, basis in sorted({(r['xc'], r['basis']) for r in data['records']}):
+        recs = [r for r in data['records'] if (r['xc'], r['basis']) == (xc, basis)]
+        ml = {r['molecule']: r for r in recs if r['guess'] == 'mlsr'}
+        minao = {r['molecule']: r for r in recs if r['guess'] == 'minao'}
+        pairs = side_by_side(ml, minao)
+        if not pairs:
+            continue
+        med = {k: statistics.median(p[k][0] / p[k][1] for p in pairs.values())
+               for k in ('cycles', 'effective', 'total_s')}
+        elsewhere = sum(is_failure(r) for r in ml.values())
+        handed = sum(r.get('handed_over_to') == 'minao' for r in ml.values())
+        out.append(f"| {label} | {xc.upper()} / {basis} | {len(pairs)} | {med['cycles']:.2f} | "
+                   f"{sum(p['cycles'][0] for p in pairs.values())} / "
+                   f"{sum(p['cycles'][1] for p in pairs.values())} | {med['effective']:.2f} | "
+                   f"{med['total_s']:.2f} | {elsewhere} | {handed} | {policy} | "
+                   f"[{folder}]({folder}/results.md) |")
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default=str(RESULTS / 'by_class.md'))
+    args = parser.parse_args()
+    lines = ['| class | functional / basis | molecules | cycles mlsr / minao (median) | '
+             'cycles, sum mlsr / minao | effective cycles (median) | total wall time (median) '
+             '| mlsr runs elsewhere | handed over to minao | outside the domain | results |',
+             '|' + '---|' * 11]
+    for label, folder in CLASSES:
+        lines += rows_of(label, folder)
+    text = '\n'.join(lines) + '\n'
+    pathlib.Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
