@@ -34,7 +34,7 @@ def rows_of(label, folder):
     if not path.exists():
         return []
     data = json.loads(path.read_text())
-    policy = data.get('outside_domain') or 'default'
+    policy = data.get('outside_domain') or '–'
     out = []
     for xc, basis in sorted({(r['xc'], r['basis']) for r in data['records']}):
         recs = [r for r in data['records'] if (r['xc'], r['basis']) == (xc, basis)]
@@ -62,7 +62,7 @@ def main():
     args = parser.parse_args()
     lines = ['| class | functional / basis | molecules | cycles mlsr / minao (median) | '
              'cycles, sum mlsr / minao | effective cycles (median) | total wall time (median) '
-             '| mlsr runs elsewhere | handed over to minao | outside the domain | results |',
+             '| mlsr runs elsewhere | handed over to minao | mlsr outside the domain | results |',
              '|' + '---|' * 11]
     for label, folder in CLASSES:
         lines += rows_of(label, folder)
