@@ -277,15 +277,14 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
                     "molecule has none, so the core-Hamiltonian (1e) guess is used instead.")
         return mf.init_guess_by_1e(mol)
     t0 = (logger.process_clock(), logger.perf_counter())
+    _check_input(mf, mol)
     if density is None:
-        _check_input(mf, mol)
         predictor = _resolve_predictor(mf, predictor)
         outside = outside_domain(mol, getattr(predictor, 'meta', None))
         if outside and outside_domain_policy(mf.mlsr_outside_domain) == 'minao':
             return _hand_over_to_minao(mf, mol, outside, t0)
         density = predict_density(mf, mol, predictor)
     else:
-        _check_input(mf, mol)
         density.check_molecule(mol)
     wall2 = logger.perf_counter()
     dm = project_density(mf, density.dm_sad, density.field, exchange=mf.mlsr_exchange,
