@@ -48,12 +48,15 @@ def _train(args):
     from pyscf_mlguess.train.loop import train
     arch = dict(channels=args.channels, blocks=args.blocks, kernel=args.kernel,
                 upsample=args.upsample, up_channels=args.up_channels)
+    if args.levels:
+        arch.update(levels=args.levels, level_blocks=args.level_blocks)
     history = train(args.train, args.valid, args.out, arch=arch, epochs=args.epochs,
                     steps_per_epoch=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                     warmup=args.warmup, spacing=args.spacing, margin=args.margin,
                     cache_dir=args.cache, device=args.device, seed=args.seed,
                     init_weights=args.init_weights, sitting_epochs=args.sitting_epochs,
-                    max_minutes=args.max_minutes)
+                    max_minutes=args.max_minutes, context=args.context,
+                    coulomb_weight=args.coulomb_weight, max_train=args.max_train)
     print(json.dumps(history[-1] if history else {}, indent=1))
 
 
@@ -122,6 +125,16 @@ def build_parser():
     t.add_argument('--kernel', type=int, default=3)
     t.add_argument('--upsample', type=int, default=2)
     t.add_argument('--up-channels', type=int, default=4)
+    t.add_argument('--levels', type=int, default=0,
+                   help='multi-scale branch depth (0: the flat residual stack)')
+    t.add_argument('--level-blocks', type=int, default=2,
+                   help='residual blocks per coarse level of the multi-scale branch')
+    t.add_argument('--context', type=int, default=0,
+                   help='input voxels of context around each patch, outside the loss')
+    t.add_argument('--coulomb-weight', type=float, default=0.0,
+                   help='weight of the Coulomb error term in the loss (0: NMAE alone)')
+    t.add_argument('--max-train', type=int, default=None,
+                   help='first N training samples only (learning curves)')
     t.add_argument('--spacing', type=float, default=None, help='target spacing, Bohr')
     t.add_argument('--margin', type=float, default=None)
     t.add_argument('--cache', default=None, help='folder to cache the boxes (npz)')

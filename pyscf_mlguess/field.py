@@ -28,7 +28,7 @@ _SPLINE_ORDER = 3
 BYTES_PER_POINT = 100
 
 
-def _coulomb_kernel_spectrum(padded, h):
+def coulomb_kernel_spectrum(padded, h):
     """The real-FFT spectrum (float32) of the 1/r kernel on a zero-padded box of (even) shape
     ``padded``.
 
@@ -66,7 +66,7 @@ def hartree_potential(values, spacing):
     a = scipy.fft.rfft(x, n=padded[2], axis=2, workers=-1)
     a = scipy.fft.fft(a, n=padded[1], axis=1, workers=-1)
     a = scipy.fft.fft(a, n=padded[0], axis=0, workers=-1)
-    a *= _coulomb_kernel_spectrum(padded, float(spacing))
+    a *= coulomb_kernel_spectrum(padded, float(spacing))
     # in place where the shape allows: the padded spectrum is the largest buffer of the guess
     a = scipy.fft.ifft(a, axis=0, workers=-1, overwrite_x=True)[:shape[0]]
     a = scipy.fft.ifft(a, axis=1, workers=-1, overwrite_x=True)[:, :shape[1]]

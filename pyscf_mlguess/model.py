@@ -149,6 +149,37 @@ class ResidualBlock(nn.Module):
         return x + self.res_scale * self.conv2(self.act(self.conv1(x)))
 
 
+class CoarseBranch(nn.Module):
+    """The multi-scale (U-Net-like) part of :class:`DensitySR`: halve the resolution (2³
+    convolution, stride 2, channels doubled), residual blocks there, the next coarser branch
+    (added), and back to the finer grid (2³ transposed convolution, stride 2).  Its output is
+    added to the finer features, so it widens the receptive field by about ``2**level`` voxels
+    per coarse block for an eighth of the voxels per level."""
+
+    def __init__(self, channels, blocks, kernel, res_scale, levels):
+        super().__init__()
+        coarse = 2 * channels
+        self.down = nn.Sequential(nn.Conv3d(channels, coarse, 2, stride=2), nn.PReLU(coarse))
+        self.blocks = nn.Sequential(*[ResidualBlock(coarse, kernel, res_scale)
+                                      for _ in range(blocks)])
+        self.inner = (CoarseBranch(coarse, blocks, kernel, res_scale, levels - 1)
+                      if levels > 1 else None)
+        self.up = nn.ConvTranspose3d(coarse, channels, 2, stride=2)
+        self.levels = levels
+
+    def radius(self, kernel, blocks):
+        """Finer-grid voxels on each side that an output voxel depends on (an upper bound: the
+        2³ stride-2 steps add one finer voxel of alignment)."""
+        inner = self.inner.radius(kernel, blocks) if self.inner is not None else 0
+        return 1 + 2 * (2 * blocks * (kernel // 2) + inner)
+
+    def forward(self, x):
+        h = self.blocks(self.down(x))
+        if self.inner is not None:
+            h = h + self.inner(h)
+        return self.up(h)
+
+
 class DensitySR(nn.Module):
     """Residual 3D CNN: SAD density on the input box -> delta_rho on the box refined
     ``upsample`` times.
@@ -162,17 +193,27 @@ class DensitySR(nn.Module):
     mostly vacuum, was the largest single error after training (measured: 0.03 NMAE of a
     validation molecule from voxels where the SAD density is below 1e-6).  ``gate_density=0``
     turns the gate off.
+
+    ``levels > 0`` adds a multi-scale branch after the head (:class:`CoarseBranch`, nested
+    ``levels`` deep with ``level_blocks`` residual blocks per level): the flat stack sees a few
+    Bohr, the branch several more for little cost.  The input is then padded (replicate) to a
+    multiple of ``2**levels`` voxels per edge and the output cropped back, so any box works; tiles
+    must start on multiples of :attr:`alignment` (:func:`predict_tiled` does so).
     """
 
     def __init__(self, channels=16, blocks=4, kernel=3, head_kernel=5, upsample=2,
                  up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05,
-                 gate_density=1e-3):
+                 gate_density=1e-3, levels=0, level_blocks=2):
         super().__init__()
         self.arch = dict(channels=channels, blocks=blocks, kernel=kernel, head_kernel=head_kernel,
                          upsample=upsample, up_channels=up_channels, res_scale=res_scale,
                          density_floor=density_floor, output_scale=output_scale,
                          gate_density=gate_density)
+        if levels:       # flat networks keep the architecture dict of the v0.1 weights files
+            self.arch.update(levels=levels, level_blocks=level_blocks)
         self.head = nn.Sequential(_conv(1, channels, head_kernel), nn.PReLU(channels))
+        self.branch = (CoarseBranch(channels, level_blocks, kernel, res_scale, levels)
+                       if levels > 0 else None)
         self.body = nn.Sequential(*[ResidualBlock(channels, kernel, res_scale)
                                     for _ in range(blocks)],
                                   _conv(channels, channels, kernel))
@@ -198,11 +239,18 @@ class DensitySR(nn.Module):
         a = self.arch
         k = a['kernel'] // 2
         coarse = a['head_kernel'] // 2 + (2 * a['blocks'] + 1) * k
+        if self.branch is not None:
+            coarse += self.branch.radius(a['kernel'], a['level_blocks'])
         if self.upsample > 1:
             coarse += k + -(-k // self.upsample)      # up conv, then the tail at fine spacing
         else:
             coarse += k
         return coarse
+
+    @property
+    def alignment(self):
+        """Input voxels per edge that the multi-scale branch groups (1 for a flat network)."""
+        return 2 ** self.arch.get('levels', 0)
 
     def features(self, rho_sad):
         return torch.log(rho_sad.clamp(min=0) + self.density_floor)
@@ -210,6 +258,13 @@ class DensitySR(nn.Module):
     def forward(self, rho_sad):
         """rho_sad: (N, 1, D, H, W) e/Bohr^3 -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3."""
         h = self.head(self.features(rho_sad))
+        if self.branch is not None:
+            a = self.alignment
+            shape = h.shape[-3:]
+            pad = [(-n) % a for n in shape]
+            if any(pad):
+                h = nn.functional.pad(h, (0, pad[2], 0, pad[1], 0, pad[0]), mode='replicate')
+            h = (h + self.branch(h))[..., :shape[0], :shape[1], :shape[2]]
         h = h + self.body(h)
         out = self.tail(self.up(h)) * self.output_scale
         if self.gate_density > 0:
@@ -243,7 +298,9 @@ def predict_tiled(model, rho_sad, tile=None):
     x = rho_sad[None, None].contiguous(memory_format=torch.channels_last_3d)
     if tile is None or all(n <= tile for n in rho_sad.shape):
         return model(x)[0, 0]
-    halo = model.receptive_radius
+    align = getattr(model, 'alignment', 1)
+    halo = -(-model.receptive_radius // align) * align     # tiles start on the coarse grid
+    tile = max(align, tile // align * align)
     shape = rho_sad.shape
     out = torch.empty(tuple(n * f for n in shape), dtype=x.dtype, device=x.device)
     starts = [range(0, n, tile) for n in shape]
@@ -410,6 +467,10 @@ class CNNPredictor:
         edge = [n if self.tile is None or n <= self.tile else min(n, self.tile + 2 * halo)
                 for n in grid.shape]
         per_voxel = 4 * (4 * a['channels'] + 3 * a['up_channels'] * f**3)
+        if a.get('levels'):
+            # the padded features, the branch's output and its coarse tensors (each level: four
+            # of twice the channels on an eighth of the voxels, so at most one channels-wide)
+            per_voxel += 4 * 3 * a['channels']
         return out + int(numpy.prod(edge)) * per_voxel
 
     @classmethod

@@ -34,7 +34,22 @@ def test_pixel_shuffle_has_the_layout_of_refine():
     numpy.testing.assert_allclose(out, f(fine.coords()).reshape(fine.shape), atol=1e-12)
 
 
-def test_tiled_equals_untiled(net):
+@pytest.fixture(scope='module')
+def multiscale():
+    torch.manual_seed(1)
+    m = model.DensitySR(channels=4, blocks=1, up_channels=2, levels=2, level_blocks=1).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.tail.weight, std=2.0)
+    return m
+
+
+@pytest.fixture(params=['flat', 'multiscale'])
+def any_net(request, net, multiscale):
+    return {'flat': net, 'multiscale': multiscale}[request.param]
+
+
+def test_tiled_equals_untiled(any_net):
+    net = any_net
     x = torch.rand(23, 17, 30)
     with torch.inference_mode():
         whole = model.predict_tiled(net, x)
@@ -56,16 +71,24 @@ def test_translation_equivariance(net):
                                b[inner], rtol=0, atol=1e-5)
 
 
-def test_receptive_radius_is_tight_enough(net):
+def test_receptive_radius_is_tight_enough(any_net):
     # a point change moves outputs within the receptive radius and nowhere else
-    x = torch.rand(31, 31, 31)
+    net = any_net
+    x = torch.rand(51, 51, 51)
     y = x.clone()
-    y[15, 15, 15] += 1.0
+    y[25, 25, 25] += 1.0
     with torch.inference_mode():
         diff = (model.predict_tiled(net, x) - model.predict_tiled(net, y)).abs()
     moved = torch.nonzero(diff.sum(dim=(1, 2)) > 0).flatten()
     r = net.receptive_radius
-    assert moved.min() >= 2 * (15 - r) and moved.max() < 2 * (16 + r)
+    assert moved.min() >= 2 * (25 - r) and moved.max() < 2 * (26 + r)
+    # and the bound is not loose by more than the stride-2 alignment of each level
+    assert moved.min() <= 2 * (25 - r + net.alignment) + 1
+
+
+def test_multiscale_branch_widens_the_receptive_field(net, multiscale):
+    assert multiscale.receptive_radius >= net.receptive_radius + 10
+    assert multiscale.alignment == 4 and net.alignment == 1
 
 
 def test_untrained_network_predicts_the_sad_density():

@@ -7,7 +7,8 @@ import torch
 
 from pyscf_mlguess import model
 from pyscf_mlguess.data import generate, qm9, store
-from pyscf_mlguess.train.loop import lr_factor, train
+from pyscf_mlguess.train.loop import (coulomb_error, coulomb_error_numpy, lr_factor,
+                                      random_patch, train)
 
 from conftest import WATER
 
@@ -61,6 +62,56 @@ def test_training_lowers_the_loss(water_set, tmp_path):
     assert history[-1]['train_patch_loss'] < 0.9 * history[0]['train_patch_loss']
     # the untrained network is the SAD density; whole-box NMAE stays finite and comparable
     assert history[-1]['valid_nmae'] < 1.5 * history[-1]['valid_nmae_sad']
+
+
+def test_coulomb_error_of_a_gaussian_charge():
+    # a normalised Gaussian of width s and charge q: 2 E_H = q^2 / (s sqrt(pi))
+    h, s, q = 0.15, 0.8, 0.3
+    x = (torch.arange(64, dtype=torch.float64) - 31.5) * h
+    r2 = x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2
+    rho = q * (2 * torch.pi * s**2) ** -1.5 * torch.exp(-r2 / (2 * s**2))
+    exact = q / (s * torch.pi**0.5) ** 0.5
+    assert float(coulomb_error(rho, h)) == pytest.approx(float(exact), rel=2e-3)
+    assert coulomb_error_numpy(rho.numpy(), h) == pytest.approx(float(exact), rel=2e-3)
+    # a dipole (+q and -q 2 Bohr apart) costs far less than the charge alone
+    dipole = rho - torch.roll(rho, 13, dims=0)
+    assert float(coulomb_error(dipole, h)) < 0.8 * float(exact) * 2**0.5
+
+
+def test_coulomb_error_has_gradients():
+    e = torch.randn(6, 7, 8, requires_grad=True)
+    coulomb_error(e, 0.2).backward()
+    assert e.grad is not None and float(e.grad.abs().sum()) > 0
+
+
+def test_random_patch_with_context_keeps_the_target_in_the_middle():
+    sad = torch.rand(1, 20, 21, 22)
+    item = {'sad': sad, 'delta_rho': torch.rand(1, 40, 42, 44)}
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        x, y, inner = random_patch(item, 8, 2, gen, context=5)
+        assert y.shape[-3:] == (16, 16, 16)
+        assert all(8 <= n <= 18 for n in x.shape[-3:])
+        # the inner part of the input patch is the SAD under the target patch
+        lo = [sl.start // 2 for sl in inner]
+        out_shape = [2 * n for n in x.shape[-3:]]
+        assert all(sl.stop <= n for sl, n in zip(inner, out_shape))
+        assert all(l_ >= 0 for l_ in lo)
+    x0, y0, inner0 = random_patch(item, 8, 2, torch.Generator().manual_seed(3))
+    assert x0.shape[-3:] == (8, 8, 8) and all(sl.start == 0 for sl in inner0)
+
+
+def test_multiscale_coulomb_context_run_and_refused_resume(water_set, tmp_path):
+    folder, cache = water_set
+    params = dict(SMALL, arch=dict(ARCH, levels=1, level_blocks=1), context=4,
+                  coulomb_weight=1.0, max_train=1)
+    history = train([folder], [folder], str(tmp_path), epochs=1, cache_dir=cache, **params)
+    assert history[-1]['valid_coulomb'] > 0 and history[-1]['valid_coulomb_sad'] > 0
+    net, meta = model.load_weights(tmp_path / 'weights.pt')
+    assert net.arch['levels'] == 1 and json.loads(meta['recipe'])['coulomb_weight'] == 1.0
+    with pytest.raises(ValueError, match='coulomb_weight'):
+        train([folder], [folder], str(tmp_path), epochs=2, cache_dir=cache,
+              **dict(params, coulomb_weight=0.5))
 
 
 def test_train_command(water_set, tmp_path, capsys):

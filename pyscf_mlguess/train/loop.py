@@ -3,13 +3,17 @@
 Each step draws molecules from :class:`~pyscf_mlguess.data.dataset.DensityDataset` (augmented by
 the cube's symmetries) and crops a random patch of ``patch`` input voxels per edge (the matching
 ``upsample * patch`` target voxels), centred half the time where the density is and half the
-time anywhere in the box.  The
-loss is the normalised mean absolute error of the total density,
+time anywhere in the box; ``context`` more input voxels on each side (where the box has them)
+let a network with a wide receptive field see what it sees at run time, and only the central
+patch enters the loss.  The loss is the normalised mean absolute error of the total density,
 
     NMAE = sum |delta_rho_pred - delta_rho_ref| dV / N_electrons
 
-(the SAD part cancels in the difference), summed over the patches of a step.  Validation runs the
-whole boxes.  A checkpoint after every epoch holds the model, optimiser, schedule, epoch and
+(the SAD part cancels in the difference), plus, with ``coulomb_weight`` > 0, that weight times
+the Coulomb error sqrt(2 E_H[error] / N_electrons) (the Hartree energy of the error, by FFT on the
+patch: J, which the projection builds from the density, sees large-scale charge displacement
+that NMAE weighs like any other error), summed over the patches of a step.  Validation runs the
+whole boxes and reports both.  A checkpoint after every epoch holds the model, optimiser, schedule, epoch and
 random-number states, so ``resume`` continues exactly.  CUDA is used when available (with
 bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
 """
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from pyscf_mlguess.data.dataset import DensityDataset
+from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
 from pyscf_mlguess.model import (DensitySR, conserve_charge, load_weights, predict_tiled,
                                  save_weights)
 
@@ -35,11 +40,39 @@ def nmae(pred, ref, voxel_volume, n_electrons):
     return (pred - ref).abs().sum() * voxel_volume / n_electrons
 
 
-def random_patch(item, patch, upsample, generator, near_density=0.5):
-    """(sad patch, delta_rho patch) of ``patch`` input voxels per edge.  With probability
+def coulomb_error(error, spacing, spectra=None):
+    """The Coulomb norm sqrt(2 E_H[error]) = sqrt(int error * v[error]) of a (D, H, W) tensor
+    ``error`` (e/Bohr^3) on a box of ``spacing`` Bohr, differentiable (free-space kernel,
+    zero-padded FFT, as :func:`pyscf_mlguess.field.hartree_potential`).  ``spectra`` (a dict)
+    caches the kernel's spectrum by padded shape."""
+    import scipy.fft
+    shape = tuple(error.shape)
+    padded = tuple(2 * scipy.fft.next_fast_len(n, real=True) for n in shape)
+    key = (padded, float(spacing))
+    spec = None if spectra is None else spectra.get(key)
+    if spec is None:
+        spec = torch.from_numpy(coulomb_kernel_spectrum(padded, float(spacing)))
+        if spectra is not None:
+            spectra[key] = spec
+    spec = spec.to(error.device)
+    e = error.float()
+    v = torch.fft.irfftn(torch.fft.rfftn(e, s=padded) * spec, s=padded)
+    v = v[:shape[0], :shape[1], :shape[2]] * spacing**3
+    return (e * v).sum().clamp(min=0).mul(spacing**3).sqrt()
+
+
+def coulomb_error_numpy(error, spacing):
+    """:func:`coulomb_error` of a numpy box (for whole validation boxes)."""
+    return float(numpy.sqrt(max(0.0, float((error * hartree_potential(error, spacing)).sum())
+                                * spacing**3)))
+
+
+def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
+    """(sad patch, delta_rho patch, inner) of ``patch`` input voxels per edge.  With probability
     ``near_density`` the centre is drawn in proportion to the SAD density (where the correction
     is), otherwise uniformly over the box (so the network also learns to leave vacuum alone,
-    which whole boxes are mostly made of)."""
+    which whole boxes are mostly made of).  The SAD patch carries up to ``context`` input voxels
+    more on each side; ``inner`` slices the model's output on it down to the target patch."""
     sad, delta = item['sad'][0], item['delta_rho'][0]
     shape = sad.shape
     size = [min(patch, n) for n in shape]
@@ -51,9 +84,13 @@ def random_patch(item, patch, upsample, generator, near_density=0.5):
     centre = numpy.unravel_index(flat, shape)
     jitter = torch.randint(-patch // 4, patch // 4 + 1, (3,), generator=generator).tolist()
     lo = [min(max(0, c + j - s // 2), n - s) for c, j, s, n in zip(centre, jitter, size, shape)]
-    sl = tuple(slice(a, a + s) for a, s in zip(lo, size))
+    lo_in = [max(0, a - context) for a in lo]
+    hi_in = [min(n, a + s + context) for a, s, n in zip(lo, size, shape)]
+    sl = tuple(slice(a, b) for a, b in zip(lo_in, hi_in))
     fine = tuple(slice(a * upsample, (a + s) * upsample) for a, s in zip(lo, size))
-    return sad[sl][None, None], delta[fine][None, None]
+    inner = tuple(slice((a - b) * upsample, (a - b + s) * upsample)
+                  for a, b, s in zip(lo, lo_in, size))
+    return sad[sl][None, None], delta[fine][None, None], inner
 
 
 def _setup_distributed():
@@ -81,10 +118,11 @@ def lr_factor(step, warmup, total):
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def evaluate(model, dataset, device, tile=None):
-    """Mean whole-box NMAE of the model and of the SAD density (delta_rho = 0) over a dataset."""
+def evaluate(model, dataset, device, tile=None, coulomb=False):
+    """Mean whole-box NMAE of the model and of the SAD density (delta_rho = 0) over a dataset;
+    with ``coulomb``, also the mean Coulomb error per electron, sqrt(2 E_H[error] / N), of both."""
     model.eval()
-    errs, sad_errs = [], []
+    errs, sad_errs, c_errs, c_sad = [], [], [], []
     with torch.inference_mode():
         for i in range(len(dataset)):
             item = dataset[i]
@@ -94,17 +132,31 @@ def evaluate(model, dataset, device, tile=None):
             n = item['n_electrons']
             errs.append(float(nmae(pred, ref, item['voxel_volume'], n)))
             sad_errs.append(float(ref.abs().sum() * item['voxel_volume'] / n))
-    return float(numpy.mean(errs)), float(numpy.mean(sad_errs))
+            if coulomb:
+                h = dataset.spacing
+                err = (pred - ref).double().cpu().numpy()
+                c_errs.append(coulomb_error_numpy(err, h) / numpy.sqrt(n))
+                c_sad.append(coulomb_error_numpy(ref.double().cpu().numpy(), h) / numpy.sqrt(n))
+    out = (float(numpy.mean(errs)), float(numpy.mean(sad_errs)))
+    if coulomb:
+        out += (float(numpy.mean(c_errs)), float(numpy.mean(c_sad)))
+    return out
 
 
 def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epoch=200,
           batch=4, patch=24, lr=1e-3, weight_decay=1e-4, warmup=100, spacing=None,
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
-          init_weights=None, sitting_epochs=None, max_minutes=None):
+          init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
+          coulomb_weight=0.0, max_train=None):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
     epochs or the first epoch that ends past ``max_minutes``, and the same call again resumes.
+    ``max_train`` keeps the first that many training samples (in the data's fixed order: the
+    points of a learning curve); ``context`` and ``coulomb_weight`` are described in the module
+    docstring.  The settings that shape the run are stored in the checkpoint, and resuming with
+    other ones is refused; the training data may grow between sittings (each epoch records how
+    many samples it drew from).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -124,8 +176,16 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                                cache_dir=cache_dir)
     valid_set = DensityDataset(valid_folders, spacing, margin, upsample, cache_dir=cache_dir)
     valid_set.records = valid_set.records[:max_valid]
+    if max_train is not None:
+        train_set.records = train_set.records[:max_train]
     if not len(train_set):
         raise ValueError(f'no converged samples in {train_folders}')
+    recipe = dict(arch=arch, epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch,
+                  patch=patch, lr=lr, weight_decay=weight_decay, warmup=warmup,
+                  spacing=train_set.spacing, margin=train_set.margin, seed=seed,
+                  context=context, coulomb_weight=coulomb_weight,
+                  max_train=max_train, max_valid=max_valid)
+    recipe = json.loads(json.dumps(recipe))       # as stored: lists, not tuples
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * steps_per_epoch
@@ -143,7 +203,13 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         torch.set_rng_state(ckpt['torch_rng'])
         history = json.loads(ckpt['history'])
         start_epoch = ckpt['epoch']
+        stored = json.loads(ckpt.get('recipe', 'null'))     # runs before recipes: no check
+        if stored is not None and stored != recipe:
+            changed = sorted(k for k in recipe if stored.get(k) != recipe[k])
+            raise ValueError(f'{ckpt_path} was trained with other settings ({", ".join(changed)}'
+                             f'); resume with the same ones, or start a new run folder.')
     use_amp = device.type == 'cuda'
+    spectra = {}
     t_start = time.perf_counter()
     last = epochs if sitting_epochs is None else min(epochs, start_epoch + sitting_epochs)
     for epoch in range(start_epoch, last):
@@ -158,11 +224,16 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             for _ in range(batch):
                 # each rank draws from its own stream (seeded seed + rank)
                 item = train_set[int(torch.randint(len(train_set), (1,), generator=gen))]
-                x, y = random_patch(item, patch, upsample, gen)
+                x, y, inner = random_patch(item, patch, upsample, gen, context=context)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     pred = net(x.to(device))
-                loss = nmae(pred.float(), y.to(device), item['voxel_volume'],
-                            item['n_electrons']) / batch
+                pred = pred[(Ellipsis,) + inner].float()
+                y = y.to(device)
+                loss = nmae(pred, y, item['voxel_volume'], item['n_electrons'])
+                if coulomb_weight:
+                    loss = loss + coulomb_weight * coulomb_error(
+                        (pred - y)[0, 0], train_set.spacing, spectra) / item['n_electrons']**0.5
+                loss = loss / batch
                 loss.backward()
                 loss_sum += float(loss.detach())
             opt.step()
@@ -171,15 +242,18 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             bar.set_postfix(loss=f'{numpy.mean(losses[-20:]):.2e}',
                             lr=f'{sched.get_last_lr()[0]:.1e}')
         entry = {'epoch': epoch + 1, 'train_patch_loss': float(numpy.mean(losses)),
+                 'train_samples': len(train_set),
                  'seconds': time.perf_counter() - t0}
         if rank == 0:
             if len(valid_set):
-                entry['valid_nmae'], entry['valid_nmae_sad'] = evaluate(model, valid_set, device)
+                (entry['valid_nmae'], entry['valid_nmae_sad'], entry['valid_coulomb'],
+                 entry['valid_coulomb_sad']) = evaluate(model, valid_set, device, coulomb=True)
             history.append(entry)
             torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
                         'scheduler': sched.state_dict(), 'generator': gen.get_state(),
                         'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
-                        'history': json.dumps(history), 'arch': arch},
+                        'history': json.dumps(history), 'arch': arch,
+                        'recipe': json.dumps(recipe)},
                        ckpt_path + '.tmp')
             os.replace(ckpt_path + '.tmp', ckpt_path)
             if progress:
@@ -196,7 +270,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 'spins': sorted({int(r['spin']) for r in train_set.records}),
                 'train_samples': len(train_set), 'valid_samples': len(valid_set),
                 'train_folders': [str(f) for f in train_folders],
-                'history': json.dumps(history),
+                'history': json.dumps(history), 'recipe': json.dumps(recipe),
                 'valid_nmae': history[-1].get('valid_nmae') if history else None}
         save_weights(os.path.join(out, 'weights.pt'), model, meta)
     return history
