@@ -276,12 +276,23 @@ def sad_radial_profiles(mol, dm_sad):
     return table
 
 
-def sad_density_on_grid(mol, grid, dm_sad=None):
-    """Spin-summed SAD density (e/Bohr^3) on ``grid``, shape ``grid.shape``."""
+def sad_density_on_grid(mol, grid, dm_sad=None, elements=None):
+    """Spin-summed SAD density (e/Bohr^3) on ``grid``, shape ``grid.shape``.
+
+    With ``elements`` (a sequence of element symbols), the SAD image of a network that takes
+    element channels: shape ``(1 + len(elements),) + grid.shape``, the total density and then
+    the SAD density of each listed element's atoms (atoms of other elements count in the total
+    only).  Both come from the same per-atom tables in one pass."""
     if dm_sad is None:
         dm_sad = sad_density_matrix(mol)[0]
     table = sad_radial_profiles(mol, dm_sad)
-    rho = numpy.zeros(grid.shape)
+    channel = {}
+    if elements is not None:
+        channel = {e: 1 + i for i, e in enumerate(elements)}
+        out = numpy.zeros((1 + len(elements),) + tuple(grid.shape))
+        rho = out[0]
+    else:
+        rho = numpy.zeros(grid.shape)
     axes = grid.axes()
     for ia in range(mol.natm):
         prof = table[mol.atom_symbol(ia)]
@@ -297,8 +308,12 @@ def sad_density_on_grid(mol, grid, dm_sad=None):
             sub.append(slice(lo, hi))
         dx, dy, dz = (x[s] - c for x, s, c in zip(axes, sub, centre))
         dist = numpy.sqrt(dx[:, None, None]**2 + dy[None, :, None]**2 + dz[None, None, :]**2)
-        rho[tuple(sub)] += numpy.interp(dist, r, rad, right=0.0)
-    return rho
+        piece = numpy.interp(dist, r, rad, right=0.0)
+        rho[tuple(sub)] += piece
+        c = channel.get(mol.atom_pure_symbol(ia))
+        if c is not None:
+            out[(c,) + tuple(sub)] += piece
+    return out if elements is not None else rho
 
 
 def _radial_hartree(r, rho):

@@ -177,7 +177,8 @@ def guess_memory(grid, predictor):
     """
     refine = getattr(predictor, 'refine', 1)
     n_out = grid.size * refine**3
-    need = {'SAD box': grid.size * (8 + 4),                 # float64, and a float32 copy
+    channels = 1 + len(getattr(predictor, 'input_elements', None) or ())
+    need = {'SAD box': grid.size * channels * (8 + 4),      # float64, and a float32 copy
             'network': (predictor.memory_bytes(grid) if hasattr(predictor, 'memory_bytes')
                         else 16 * n_out),
             'field': FIELD_BYTES_PER_POINT * n_out}
@@ -243,7 +244,8 @@ def predict_density(mf, mol=None, predictor=None):
     log_grid(mf, grid)
     _check_memory(mf, grid, predictor)
     dm_sad = sad_density_matrix(mol)[0]
-    rho_sad = sad_density_on_grid(mol, grid, dm_sad)
+    rho_sad = sad_density_on_grid(mol, grid, dm_sad,
+                                  elements=getattr(predictor, 'input_elements', None))
     wall1 = logger.perf_counter()
     t1 = logger.timer(mf, 'mlsr SAD density on the box', *t1)
     field = predictor(mol, grid, rho_sad)

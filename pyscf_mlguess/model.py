@@ -7,6 +7,9 @@ A *predictor* is any object with
 * optionally ``refine`` (its output grid is the input grid refined this many times; default 1)
   and ``memory_bytes(grid)`` (the host memory one call needs at its peak, output included;
   default 16 bytes per output point), which the guess checks against ``max_memory``;
+* optionally ``input_elements``: element symbols whose SAD densities it takes as extra input
+  channels (``rho_sad`` is then (1 + n, ...) with the total first,
+  :func:`pyscf_mlguess.grid.sad_density_on_grid`); default none;
 * ``__call__(mol, grid, rho_sad) -> DensityField``: the correction ``delta_rho`` to the SAD
   density as a :class:`~pyscf_mlguess.field.DensityField`, on ``grid`` itself or on a finer grid
   covering the same voxels (:meth:`pyscf_mlguess.grid.UniformGrid.refine`).
@@ -199,19 +202,29 @@ class DensitySR(nn.Module):
     Bohr, the branch several more for little cost.  The input is then padded (replicate) to a
     multiple of ``2**levels`` voxels per edge and the output cropped back, so any box works; tiles
     must start on multiples of :attr:`alignment` (:func:`predict_tiled` does so).
+
+    ``elements`` (element symbols) makes the input an image with element channels (see
+    :func:`pyscf_mlguess.grid.sad_density_on_grid`): the total SAD density, then each listed
+    element's part, which the network sees as fractions of the total (so it need not infer the
+    element from the shape of a peak).
     """
 
     def __init__(self, channels=16, blocks=4, kernel=3, head_kernel=5, upsample=2,
                  up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05,
-                 gate_density=1e-3, levels=0, level_blocks=2):
+                 gate_density=1e-3, levels=0, level_blocks=2, elements=None):
         super().__init__()
         self.arch = dict(channels=channels, blocks=blocks, kernel=kernel, head_kernel=head_kernel,
                          upsample=upsample, up_channels=up_channels, res_scale=res_scale,
                          density_floor=density_floor, output_scale=output_scale,
                          gate_density=gate_density)
-        if levels:       # flat networks keep the architecture dict of the v0.1 weights files
+        # options left at their defaults keep the architecture dict of the v0.1 weights files
+        if levels:
             self.arch.update(levels=levels, level_blocks=level_blocks)
-        self.head = nn.Sequential(_conv(1, channels, head_kernel), nn.PReLU(channels))
+        if elements:
+            self.arch.update(elements=list(elements))
+        self.input_elements = tuple(elements) if elements else None
+        n_in = 1 + (len(elements) if elements else 0)
+        self.head = nn.Sequential(_conv(n_in, channels, head_kernel), nn.PReLU(channels))
         self.branch = (CoarseBranch(channels, level_blocks, kernel, res_scale, levels)
                        if levels > 0 else None)
         self.body = nn.Sequential(*[ResidualBlock(channels, kernel, res_scale)
@@ -253,10 +266,15 @@ class DensitySR(nn.Module):
         return 2 ** self.arch.get('levels', 0)
 
     def features(self, rho_sad):
-        return torch.log(rho_sad.clamp(min=0) + self.density_floor)
+        total = rho_sad[:, :1].clamp(min=0)
+        log = torch.log(total + self.density_floor)
+        if rho_sad.shape[1] == 1:
+            return log
+        return torch.cat([log, rho_sad[:, 1:].clamp(min=0) / (total + self.density_floor)], 1)
 
     def forward(self, rho_sad):
-        """rho_sad: (N, 1, D, H, W) e/Bohr^3 -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3."""
+        """rho_sad: (N, C, D, H, W) e/Bohr^3 (C = 1 + element channels; channel 0 the total)
+        -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3."""
         h = self.head(self.features(rho_sad))
         if self.branch is not None:
             a = self.alignment
@@ -268,7 +286,7 @@ class DensitySR(nn.Module):
         h = h + self.body(h)
         out = self.tail(self.up(h)) * self.output_scale
         if self.gate_density > 0:
-            rho = rho_sad.clamp(min=0)
+            rho = rho_sad[:, :1].clamp(min=0)
             gate = rho / (rho + self.gate_density)
             for axis in range(-3, 0):
                 gate = gate.repeat_interleave(self.upsample, dim=axis)
@@ -279,7 +297,10 @@ class DensitySR(nn.Module):
 def conserve_charge(delta_rho, rho_sad):
     """Remove the net charge of a predicted correction in proportion to the SAD density (each
     input voxel's value spread over its sub-voxels), so the total density keeps exactly N
-    electrons and the compensation sits where the electrons are, not in the vacuum."""
+    electrons and the compensation sits where the electrons are, not in the vacuum.
+    ``rho_sad``: (D, H, W), or (C, D, H, W) with the total in channel 0."""
+    if rho_sad.ndim == 4:
+        rho_sad = rho_sad[0]
     f = delta_rho.shape[-1] // rho_sad.shape[-1]
     weight = rho_sad.clamp(min=0)
     for axis in range(-3, 0):
@@ -291,11 +312,13 @@ def conserve_charge(delta_rho, rho_sad):
 
 
 def predict_tiled(model, rho_sad, tile=None):
-    """Run ``model`` on a (D, H, W) input box in tiles of ``tile`` voxels per edge, each padded
-    with a halo of the receptive field from its neighbours; equals the untiled output.
-    ``tile=None`` runs the whole box at once."""
+    """Run ``model`` on a (D, H, W) input box (or (C, D, H, W) with element channels) in tiles of
+    ``tile`` voxels per edge, each padded with a halo of the receptive field from its
+    neighbours; equals the untiled output.  ``tile=None`` runs the whole box at once."""
     f = model.upsample
-    x = rho_sad[None, None].contiguous(memory_format=torch.channels_last_3d)
+    x = rho_sad[None, None] if rho_sad.ndim == 3 else rho_sad[None]
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    rho_sad = rho_sad[0] if rho_sad.ndim == 4 else rho_sad
     if tile is None or all(n <= tile for n in rho_sad.shape):
         return model(x)[0, 0]
     align = getattr(model, 'alignment', 1)
@@ -443,6 +466,8 @@ class CNNPredictor:
         self.margin = float(meta['margin'])
         self.tile = config.MODEL_TILE if tile is None else tile
         self.source = source
+        #: element channels the network takes (see :func:`~pyscf_mlguess.grid.sad_density_on_grid`)
+        self.input_elements = model.input_elements
 
     @property
     def refine(self):

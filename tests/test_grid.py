@@ -109,6 +109,20 @@ def test_sad_on_grid_integrates_to_electrons(water):
     assert rho.sum() * grid.voxel_volume == pytest.approx(water.nelectron, rel=2e-3)
 
 
+def test_sad_image_with_element_channels(water):
+    grid = make_grid(water, 0.3, 4.0)
+    total = sad_density_on_grid(water, grid)
+    image = sad_density_on_grid(water, grid, elements=['O', 'F', 'H'])
+    assert image.shape == (4,) + tuple(grid.shape)
+    numpy.testing.assert_allclose(image[0], total, rtol=1e-12, atol=0)
+    numpy.testing.assert_allclose(image[1] + image[3], total, rtol=1e-12, atol=1e-14)
+    assert not image[2].any()                                  # no fluorine in water
+    n = image.sum(axis=(1, 2, 3)) * grid.voxel_volume     # 0.3 Bohr misses part of the O core
+    assert n[1] == pytest.approx(7.28, abs=0.05) and n[3] == pytest.approx(2, abs=0.05)
+    only_o = sad_density_on_grid(water, grid, elements=['O'])    # H counts in the total only
+    numpy.testing.assert_allclose(only_o[1], image[1], rtol=1e-12, atol=0)
+
+
 def test_sad_with_ecp():
     mol = gto.M(atom='H 0 0 0; I 0 0 1.61', basis='def2-svp', ecp='def2-svp',
                 verbose=0)

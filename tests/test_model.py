@@ -207,6 +207,30 @@ def test_mlsr_runs_the_network_from_user_weights(tmp_path, net, water, monkeypat
     assert_same_energy(mf, ref.e_tot)
 
 
+def test_element_channels_through_the_guess(tmp_path, water, monkeypatch):
+    torch.manual_seed(2)
+    net = model.DensitySR(channels=4, blocks=1, up_channels=2, elements=['H', 'C', 'O']).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(net.tail.weight, std=2.0)
+    x = torch.rand(4, 13, 11, 17)
+    with torch.inference_mode():
+        whole = model.predict_tiled(net, x)
+        tiled = model.predict_tiled(net, x, tile=5)
+        hidden = x.clone()
+        hidden[1:] = 0                                  # the element channels are read
+        blind = model.predict_tiled(net, hidden)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6 * float(whole.abs().max()))
+    assert float((blind - whole).abs().max()) > 1e-3 * float(whole.abs().max())
+    path = _write(tmp_path, net)
+    loaded, _ = model.load_weights(path)
+    assert loaded.input_elements == ('H', 'C', 'O')
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
+    mf = dft.RKS(water, xc='pbe')
+    predictor = model.load_predictor(mf)
+    assert predictor.input_elements == ('H', 'C', 'O')
+    assert_density_matrix(mf, mf.get_init_guess(key='mlsr'))
+
+
 def _guess_log(mf, tmp_path):
     out = tmp_path / 'guess.log'
     mf.mol = mf.mol.copy().build(verbose=3, output=str(out))

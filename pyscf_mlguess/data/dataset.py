@@ -35,13 +35,14 @@ def molecule_of(record):
                  basis=record['basis'], charge=record['charge'], spin=record['spin'], verbose=0)
 
 
-def boxes_of(record, spacing, margin, upsample):
-    """(rho_sad on the input box, delta_rho on the refined box, input grid) of one sample."""
+def boxes_of(record, spacing, margin, upsample, elements=None):
+    """(rho_sad on the input box, delta_rho on the refined box, input grid) of one sample;
+    ``elements``: the element channels of the SAD image, if any."""
     mol = molecule_of(record)
     dm = store.density_matrix_from_orbitals(record['mo_occ_coeff'], mol.intor('int1e_ovlp'))
     dm_sad = sad_density_matrix(mol)[0]
     grid = make_grid(mol, spacing * upsample, margin)
-    rho_sad = sad_density_on_grid(mol, grid, dm_sad)
+    rho_sad = sad_density_on_grid(mol, grid, dm_sad, elements=elements)
     fine = grid.refine(upsample) if upsample > 1 else grid
     return rho_sad, density_on_grid(mol, dm - dm_sad, fine), grid
 
@@ -67,13 +68,14 @@ def apply_cube_symmetry(array, perm, flips):
 class DensityDataset(torch.utils.data.Dataset):
     """Samples of one or more dataset folders (``ROOT/<xc>_<basis>/<split>``) as boxes.
 
-    Each item is a dict: ``'sad'`` (1, nx, ny, nz) and ``'delta_rho'`` (1, u*nx, u*ny, u*nz)
+    Each item is a dict: ``'sad'`` (C, nx, ny, nz; C = 1, or 1 + the element channels of
+    ``elements``, total first) and ``'delta_rho'`` (1, u*nx, u*ny, u*nz)
     float32 tensors (e/Bohr^3), ``'voxel_volume'`` of the target box, ``'n_electrons'``,
     ``'key'``.  Boxes differ in size between molecules; crop patches for batching.
     """
 
     def __init__(self, folders, spacing=None, margin=None, upsample=UPSAMPLE, augment=False,
-                 cache_dir=None, generator=None):
+                 cache_dir=None, generator=None, elements=None):
         if isinstance(folders, (str, os.PathLike)):
             folders = [folders]
         self.records = [rec for folder in folders for rec in store.iter_records(folder)]
@@ -83,13 +85,15 @@ class DensityDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.cache_dir = cache_dir
         self.generator = generator
+        self.elements = list(elements) if elements else None
 
     def __len__(self):
         return len(self.records)
 
     def _cache_path(self, record):
         tag = f"{record['key']}|{record['xc']}|{record['basis']}|{self.spacing}|{self.margin}|" \
-              f"{self.upsample}|{record['e_tot']!r}|{BOX_FRAME}"
+              f"{self.upsample}|{record['e_tot']!r}|{BOX_FRAME}" + \
+              (f"|{','.join(self.elements)}" if self.elements else '')
         name = hashlib.sha256(tag.encode()).hexdigest()[:20]
         return os.path.join(self.cache_dir, f"{record['key']}-{name}.npz")
 
@@ -100,7 +104,8 @@ class DensityDataset(torch.utils.data.Dataset):
         if path and os.path.exists(path):
             with numpy.load(path) as f:
                 return f['sad'], f['delta_rho']
-        sad, delta, _ = boxes_of(record, self.spacing, self.margin, self.upsample)
+        sad, delta, _ = boxes_of(record, self.spacing, self.margin, self.upsample,
+                                 self.elements)
         sad, delta = sad.astype(numpy.float32), delta.astype(numpy.float32)
         if path:
             os.makedirs(self.cache_dir, exist_ok=True)
@@ -111,8 +116,10 @@ class DensityDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         record = self.records[index]
-        sad, delta = (torch.from_numpy(numpy.ascontiguousarray(a))[None]
-                      for a in self.boxes(index))
+        sad, delta = self.boxes(index)
+        sad = torch.from_numpy(numpy.ascontiguousarray(sad))
+        sad = sad[None] if sad.ndim == 3 else sad
+        delta = torch.from_numpy(numpy.ascontiguousarray(delta))[None]
         if self.augment:
             perm, flips = cube_symmetry(self.generator)
             sad = apply_cube_symmetry(sad, perm, flips).contiguous()

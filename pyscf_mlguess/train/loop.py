@@ -73,7 +73,8 @@ def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
     is), otherwise uniformly over the box (so the network also learns to leave vacuum alone,
     which whole boxes are mostly made of).  The SAD patch carries up to ``context`` input voxels
     more on each side; ``inner`` slices the model's output on it down to the target patch."""
-    sad, delta = item['sad'][0], item['delta_rho'][0]
+    image, delta = item['sad'], item['delta_rho'][0]
+    sad = image[0]
     shape = sad.shape
     size = [min(patch, n) for n in shape]
     if float(torch.rand((), generator=generator)) < near_density:
@@ -90,7 +91,7 @@ def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
     fine = tuple(slice(a * upsample, (a + s) * upsample) for a, s in zip(lo, size))
     inner = tuple(slice((a - b) * upsample, (a - b + s) * upsample)
                   for a, b, s in zip(lo, lo_in, size))
-    return sad[sl][None, None], delta[fine][None, None], inner
+    return image[(slice(None),) + sl][None], delta[fine][None, None], inner
 
 
 def _setup_distributed():
@@ -126,7 +127,7 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
     with torch.inference_mode():
         for i in range(len(dataset)):
             item = dataset[i]
-            sad = item['sad'][0].to(device)
+            sad = item['sad'].to(device)
             pred = conserve_charge(predict_tiled(model, sad, tile), sad)
             ref = item['delta_rho'][0].to(device)
             n = item['n_electrons']
@@ -172,9 +173,11 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     arch = model.arch
     upsample = model.upsample
     model.to(device)
+    elements = arch.get('elements')
     train_set = DensityDataset(train_folders, spacing, margin, upsample, augment=True,
-                               cache_dir=cache_dir)
-    valid_set = DensityDataset(valid_folders, spacing, margin, upsample, cache_dir=cache_dir)
+                               cache_dir=cache_dir, elements=elements)
+    valid_set = DensityDataset(valid_folders, spacing, margin, upsample, cache_dir=cache_dir,
+                               elements=elements)
     valid_set.records = valid_set.records[:max_valid]
     if max_train is not None:
         train_set.records = train_set.records[:max_train]

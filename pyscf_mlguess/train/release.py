@@ -78,7 +78,8 @@ def release(weights, test_folders, out, max_samples=None, progress=True):
     from pyscf_mlguess.train.loop import evaluate
     model, meta = load_weights(weights)
     predictor = CNNPredictor(model, meta, device='cpu')
-    test = DensityDataset(test_folders, meta['output_spacing'], meta['margin'], model.upsample)
+    test = DensityDataset(test_folders, meta['output_spacing'], meta['margin'], model.upsample,
+                          elements=model.input_elements)
     if max_samples is not None:
         test.records = test.records[:max_samples]
     if not len(test):

@@ -1,0 +1,208 @@
+"""Network ablations at equal CPU budget: which architecture, inputs and loss to scale up.
+
+    python benchmarks/ablations.py --cpu-minutes 30 --variants flat,multiscale,coulomb
+    python benchmarks/ablations.py --report-only
+
+Every variant trains from scratch on the same PBE training samples (``--max-train``, in the
+data's fixed order) for the same CPU time of its optimiser steps: a short calibration measures
+the CPU seconds (all threads, ``time.process_time``) of one step of that variant on random
+patches, and the step count fills ``--cpu-minutes`` under the usual warm-up + cosine schedule, so
+a cheaper network gets more steps.  Box building and validation are outside the budget.  Runs go
+to ``runs/ablations/<variant>`` and resume like any training run.
+
+Each trained variant is then measured on the first validation samples:
+
+* box NMAE and Coulomb error per electron of the predicted delta_rho (the target grid);
+* projected-guess NMAE ('mlsr' density matrix, PySCF's default integration grid) on
+  ``--n-guess`` molecules;
+* SCF cycles from the 'mlsr' guess (PBE/def2-SVP, PySCF's defaults) on ``--n-cycles``
+  molecules, against the minao cycles the reference run recorded at the default tolerance.
+
+``ablations.md`` puts the variants side by side and says which cheap proxy (box NMAE,
+projected-guess NMAE, Coulomb error) ranks the per-molecule cycle ratios best (Spearman, over
+every variant's molecules pooled).  Model selection uses validation molecules only.
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import statistics
+import time
+
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / 'results' / 'ablations'
+RUNS = ROOT / 'runs' / 'ablations'
+DATA = ROOT / 'data' / 'pbe_def2svp'
+
+BASE = dict(channels=16, blocks=4)
+#: name -> (what it tests, train() keyword arguments); ``arch`` extends the default network.
+VARIANTS = {
+    'flat': ('today\'s flat residual stack (16 channels, 4 blocks)', dict(arch=BASE)),
+    'multiscale': ('a two-level multi-scale branch, patches with 8 voxels of context',
+                   dict(arch=dict(BASE, levels=2, level_blocks=2), context=8)),
+    'flat-context': ('the flat stack with the same patch context (control for multiscale)',
+                     dict(arch=BASE, context=8)),
+    'coulomb': ('NMAE + the Coulomb error of the patch (weight 1)',
+                dict(arch=BASE, coulomb_weight=1.0)),
+    'wide': ('32 channels, 4 blocks', dict(arch=dict(BASE, channels=32))),
+    'deep': ('16 channels, 8 blocks', dict(arch=dict(BASE, blocks=8))),
+    'elements': ('element channels: the SAD density of H, C, N, O, F atoms as fractions',
+                 dict(arch=dict(BASE, elements=['H', 'C', 'N', 'O', 'F']))),
+    'out-0.3': ('output at 0.3 Bohr (no sub-voxel upsampling)',
+                dict(arch=dict(BASE, upsample=1), spacing=0.3)),
+}
+PATCH, BATCH, STEPS_PER_EPOCH = 24, 4, 100
+
+
+def cpu_seconds_per_step(kwargs, calibration_steps=6):
+    """CPU seconds (all threads) of one optimiser step of a variant on random patches."""
+    from pyscf_mlguess.model import DensitySR
+    net = DensitySR(**kwargs['arch'])
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    n = PATCH + 2 * kwargs.get('context', 0)
+    x = torch.rand(1, 1, n, n, n) * 0.1
+
+    def step():
+        opt.zero_grad()
+        for _ in range(BATCH):
+            net(x).abs().mean().backward()
+        opt.step()
+    step()                                                  # warm-up (allocations, oneDNN)
+    t = time.process_time()
+    for _ in range(calibration_steps):
+        step()
+    return (time.process_time() - t) / calibration_steps
+
+
+def train_variant(name, kwargs, cpu_minutes, max_train, cache):
+    from pyscf_mlguess.train.loop import train
+    out = RUNS / name
+    plan_path = out / 'plan.json'
+    if plan_path.exists():                    # resume with the step count chosen at the start
+        plan = json.loads(plan_path.read_text())
+    else:
+        per_step = cpu_seconds_per_step(kwargs)
+        steps = max(STEPS_PER_EPOCH, int(cpu_minutes * 60 / per_step))
+        plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes,
+                'epochs': math.ceil(steps / STEPS_PER_EPOCH), 'threads': torch.get_num_threads()}
+        out.mkdir(parents=True, exist_ok=True)
+        plan_path.write_text(json.dumps(plan, indent=1))
+    history = train([str(DATA / 'train')], [str(DATA / 'valid')], str(out),
+                    epochs=plan['epochs'], steps_per_epoch=STEPS_PER_EPOCH, batch=BATCH,
+                    patch=PATCH, warmup=min(100, plan['epochs'] * STEPS_PER_EPOCH // 10),
+                    cache_dir=cache, max_train=max_train, max_valid=20, **kwargs)
+    return plan, history
+
+
+def measure_variant(name, n_guess, n_cycles, cache):
+    """Per-molecule rows of a trained variant on the first validation samples."""
+    from pyscf import dft
+    from pyscf_mlguess.data.dataset import DensityDataset, molecule_of
+    from pyscf_mlguess.model import CNNPredictor, conserve_charge, load_weights, predict_tiled
+    from pyscf_mlguess.train.loop import coulomb_error_numpy, nmae
+    from pyscf_mlguess.train.release import measure_sample
+    net, meta = load_weights(RUNS / name / 'weights.pt')
+    predictor = CNNPredictor(net, meta, device='cpu')
+    valid = DensityDataset([str(DATA / 'valid')], meta['output_spacing'], meta['margin'],
+                           net.upsample, cache_dir=cache, elements=net.input_elements)
+    rows = []
+    for i, record in enumerate(valid.records[:max(n_guess, n_cycles)]):
+        item = valid[i]
+        sad = item['sad']
+        with torch.inference_mode():
+            pred = conserve_charge(predict_tiled(net, sad), sad)
+        ref = item['delta_rho'][0]
+        n = item['n_electrons']
+        err = (pred - ref).double().numpy()
+        row = {'key': record['key'], 'nao': int(record['nao']),
+               'box_nmae': float(nmae(pred, ref, item['voxel_volume'], n)),
+               'coulomb': coulomb_error_numpy(err, valid.spacing) / math.sqrt(n)}
+        if i < n_guess:
+            m = measure_sample(record, predictor)
+            row.update(model_nmae=m['model'], guess_nmae=m['mlsr_guess'])
+        if i < n_cycles:
+            mf = dft.RKS(molecule_of(record), xc='pbe')
+            mf.init_guess = 'mlsr'
+            mf.mlsr_predictor = predictor
+            mf.kernel()
+            row.update(cycles=int(mf.cycles), converged=bool(mf.converged),
+                       minao_cycles=int(record['minao_cycles_default_tol']))
+        rows.append(row)
+    return rows
+
+
+def spearman(a, b):
+    from scipy.stats import spearmanr
+    return float(spearmanr(a, b).statistic)
+
+
+def report(results):
+    lines = ['| variant | what | CPU s / step | steps | valid box NMAE | Coulomb error | '
+             'projected-guess NMAE (mean) | cycles mlsr / minao (sum) | median ratio |',
+             '|' + '---|' * 9]
+    pooled = []
+    for name, res in results.items():
+        rows = res['rows']
+        g = [r['guess_nmae'] for r in rows if 'guess_nmae' in r]
+        c = [r for r in rows if 'cycles' in r]
+        pooled += [r for r in c if 'guess_nmae' in r]
+        ratio = statistics.median(r['cycles'] / r['minao_cycles'] for r in c) if c else None
+        lines.append(
+            f"| {name} | {res['what']} | {res['plan']['cpu_s_per_step']:.2f} | "
+            f"{res['plan']['epochs'] * STEPS_PER_EPOCH} | "
+            f"{statistics.mean(r['box_nmae'] for r in rows):.4f} | "
+            f"{statistics.mean(r['coulomb'] for r in rows):.2e} | "
+            f"{statistics.mean(g):.4f} | "
+            f"{sum(r['cycles'] for r in c)} / {sum(r['minao_cycles'] for r in c)} | "
+            f"{ratio:.2f} |" if g and c else f"| {name} | {res['what']} | (incomplete) |")
+    if len(pooled) >= 5:
+        target = [r['cycles'] / r['minao_cycles'] for r in pooled]
+        lines += ['', f'Proxies against the per-molecule cycle ratio mlsr / minao, Spearman over '
+                  f'{len(pooled)} (variant, molecule) pairs:', '',
+                  '| proxy | Spearman |', '|---|---|']
+        for key, label in (('box_nmae', 'box NMAE'), ('guess_nmae', 'projected-guess NMAE'),
+                           ('coulomb', 'Coulomb error per electron')):
+            lines.append(f'| {label} | {spearman([r[key] for r in pooled], target):.2f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--variants', default=','.join(VARIANTS))
+    parser.add_argument('--cpu-minutes', type=float, default=30)
+    parser.add_argument('--max-train', type=int, default=None)
+    parser.add_argument('--n-guess', type=int, default=20)
+    parser.add_argument('--n-cycles', type=int, default=10)
+    parser.add_argument('--cache', default=str(ROOT / '.cache' / 'boxes'))
+    parser.add_argument('--report-only', action='store_true')
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / 'ablations.json'
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if not args.report_only:
+        for name in args.variants.split(','):
+            if name not in VARIANTS:
+                raise SystemExit(f'unknown variant {name!r}; choose from {", ".join(VARIANTS)}')
+            if name in results:
+                continue
+            what, kwargs = VARIANTS[name]
+            plan, history = train_variant(name, kwargs, args.cpu_minutes, args.max_train,
+                                          args.cache)
+            if len(history) < plan['epochs']:
+                break                                       # stopped early: resume later
+            rows = measure_variant(name, args.n_guess, args.n_cycles, args.cache)
+            results[name] = {'what': what, 'kwargs': kwargs, 'plan': plan,
+                             'history': history, 'rows': rows}
+            path.write_text(json.dumps(results, indent=1))
+    text = report(results)
+    (RESULTS / 'ablations.md').write_text(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
