@@ -1,6 +1,7 @@
 """Network ablations at equal CPU budget: which architecture, inputs and loss to scale up.
 
     python benchmarks/ablations.py --cpu-minutes 30 --variants flat,multiscale,coulomb
+    python benchmarks/ablations.py --cpu-minutes 30 --learning-curve 75,150,300 --curve-variant flat
     python benchmarks/ablations.py --report-only
 
 Every variant trains from scratch on the same PBE training samples (``--max-train``, in the
@@ -20,7 +21,10 @@ Each trained variant is then measured on the first validation samples:
 
 ``ablations.md`` puts the variants side by side and says which cheap proxy (box NMAE,
 projected-guess NMAE, Coulomb error) ranks the per-molecule cycle ratios best (Spearman, over
-every variant's molecules pooled).  Model selection uses validation molecules only.
+every variant's molecules pooled).  ``--learning-curve`` trains one variant on the first N
+training samples for each N at the same budget (runs ``<variant>-n<N>``); the report fits
+log(NMAE) against log(N) and says what the trend predicts for 10k and 30k samples, and
+``learning_curve.png`` plots it.  Model selection uses validation molecules only.
 """
 
 import argparse
@@ -140,12 +144,61 @@ def spearman(a, b):
     return float(spearmanr(a, b).statistic)
 
 
+def curve_points(results):
+    """(samples, mean projected-guess NMAE, mean box NMAE) of the learning-curve runs."""
+    pts = [(res['max_train'], statistics.mean(r['guess_nmae'] for r in res['rows']
+                                              if 'guess_nmae' in r),
+            statistics.mean(r['box_nmae'] for r in res['rows']))
+           for res in results.values() if res.get('max_train')]
+    return sorted(pts)
+
+
+def curve_report(results, plot_path=None):
+    import numpy
+    pts = curve_points(results)
+    if not pts:
+        return []
+    lines = ['', 'Learning curve (one variant, the same CPU budget, the first N training samples):',
+             '', '| training samples | projected-guess NMAE | box NMAE |', '|---|---|---|']
+    lines += [f'| {n} | {g:.4f} | {b:.4f} |' for n, g, b in pts]
+    fits = {}
+    if len(pts) >= 3:
+        n = numpy.log([p[0] for p in pts])
+        for i, key in ((1, 'projected-guess NMAE'), (2, 'box NMAE')):
+            slope, icpt = numpy.polyfit(n, numpy.log([p[i] for p in pts]), 1)
+            fits[key] = (slope, icpt)
+            lines.append(f'\n{key} ~ N^{slope:.2f}: predicts {numpy.exp(icpt) * 1e4**slope:.4f} '
+                         f'at 10k samples and {numpy.exp(icpt) * 3e4**slope:.4f} at 30k '
+                         f'(an extrapolation of {len(pts)} points).')
+    if plot_path is not None:
+        import matplotlib
+        matplotlib.use('Agg')
+        from matplotlib import pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for i, key, mark, color in ((1, 'projected-guess NMAE', 'o', 'C0'),
+                                    (2, 'box NMAE', 's', 'C1')):
+            ax.loglog([p[0] for p in pts], [p[i] for p in pts], mark, color=color, label=key)
+            if key in fits:
+                slope, icpt = fits[key]
+                xs = numpy.geomspace(pts[0][0], 3e4, 50)
+                ax.loglog(xs, numpy.exp(icpt) * xs**slope, '--', color=color, lw=1)
+        ax.set_xlabel('training samples')
+        ax.set_ylabel('validation NMAE')
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(plot_path, dpi=120)
+        plt.close(fig)
+    return lines
+
+
 def report(results):
     lines = ['| variant | what | CPU s / step | steps | valid box NMAE | Coulomb error | '
              'projected-guess NMAE (mean) | cycles mlsr / minao (sum) | median ratio |',
              '|' + '---|' * 9]
     pooled = []
     for name, res in results.items():
+        if res.get('max_train'):
+            continue                                     # learning-curve points: below
         rows = res['rows']
         g = [r['guess_nmae'] for r in rows if 'guess_nmae' in r]
         c = [r for r in rows if 'cycles' in r]
@@ -167,6 +220,7 @@ def report(results):
         for key, label in (('box_nmae', 'box NMAE'), ('guess_nmae', 'projected-guess NMAE'),
                            ('coulomb', 'Coulomb error per electron')):
             lines.append(f'| {label} | {spearman([r[key] for r in pooled], target):.2f} |')
+    lines += curve_report(results, RESULTS / 'learning_curve.png')
     return '\n'.join(lines) + '\n'
 
 
@@ -179,26 +233,33 @@ def main():
     parser.add_argument('--n-guess', type=int, default=20)
     parser.add_argument('--n-cycles', type=int, default=10)
     parser.add_argument('--cache', default=str(ROOT / '.cache' / 'boxes'))
+    parser.add_argument('--learning-curve', default=None,
+                        help='comma-separated training-set sizes for --curve-variant')
+    parser.add_argument('--curve-variant', default='flat')
     parser.add_argument('--report-only', action='store_true')
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / 'ablations.json'
     results = json.loads(path.read_text()) if path.exists() else {}
-    if not args.report_only:
-        for name in args.variants.split(','):
-            if name not in VARIANTS:
-                raise SystemExit(f'unknown variant {name!r}; choose from {", ".join(VARIANTS)}')
-            if name in results:
-                continue
-            what, kwargs = VARIANTS[name]
-            plan, history = train_variant(name, kwargs, args.cpu_minutes, args.max_train,
-                                          args.cache)
-            if len(history) < plan['epochs']:
-                break                                       # stopped early: resume later
-            rows = measure_variant(name, args.n_guess, args.n_cycles, args.cache)
-            results[name] = {'what': what, 'kwargs': kwargs, 'plan': plan,
-                             'history': history, 'rows': rows}
-            path.write_text(json.dumps(results, indent=1))
+    jobs = []                                      # (run name, variant, max_train)
+    if args.learning_curve:
+        jobs = [(f'{args.curve_variant}-n{int(n)}', args.curve_variant, int(n))
+                for n in args.learning_curve.split(',')]
+    elif not args.report_only:
+        jobs = [(name, name, args.max_train) for name in args.variants.split(',')]
+    for name, variant, max_train in jobs:
+        if variant not in VARIANTS:
+            raise SystemExit(f'unknown variant {variant!r}; choose from {", ".join(VARIANTS)}')
+        if name in results:
+            continue
+        what, kwargs = VARIANTS[variant]
+        plan, history = train_variant(name, kwargs, args.cpu_minutes, max_train, args.cache)
+        if len(history) < plan['epochs']:
+            break                                           # stopped early: resume later
+        rows = measure_variant(name, args.n_guess, args.n_cycles, args.cache)
+        results[name] = {'what': what, 'kwargs': kwargs, 'plan': plan, 'max_train': max_train,
+                         'history': history, 'rows': rows}
+        path.write_text(json.dumps(results, indent=1))
     text = report(results)
     (RESULTS / 'ablations.md').write_text(text)
     print(text)

@@ -26,6 +26,9 @@ CLASSES = [
     ('closed shells with Si, P, S, Cl, B, Al, Li, Na, ...', 'by_class/main_group'),
     ('closed-shell ions', 'by_class/ions'),
     ('radicals and triplets (UKS)', 'by_class/open_shell'),
+    ('QM9 organics, def2-TZVP (weights trained on def2-SVP)', 'by_class/tzvp_qm9'),
+    ('oracle molecules (4 of 6 with S, Cl or P; network used), def2-TZVP',
+     'by_class/tzvp_oracle'),
 ]
 
 
