@@ -236,8 +236,11 @@ def main():
     parser.add_argument('--learning-curve', default=None,
                         help='comma-separated training-set sizes for --curve-variant')
     parser.add_argument('--curve-variant', default='flat')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads (1: CPU seconds per step do not include thread waits)')
     parser.add_argument('--report-only', action='store_true')
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / 'ablations.json'
     results = json.loads(path.read_text()) if path.exists() else {}
