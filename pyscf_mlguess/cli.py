@@ -56,7 +56,8 @@ def _train(args):
                     cache_dir=args.cache, device=args.device, seed=args.seed,
                     init_weights=args.init_weights, sitting_epochs=args.sitting_epochs,
                     max_minutes=args.max_minutes, context=args.context,
-                    coulomb_weight=args.coulomb_weight, max_train=args.max_train)
+                    coulomb_weight=args.coulomb_weight, max_train=args.max_train,
+                    loader_workers=args.loader_workers)
     print(json.dumps(history[-1] if history else {}, indent=1))
 
 
@@ -135,6 +136,8 @@ def build_parser():
                    help='weight of the Coulomb error term in the loss (0: NMAE alone)')
     t.add_argument('--max-train', type=int, default=None,
                    help='first N training samples only (learning curves)')
+    t.add_argument('--loader-workers', type=int, default=1,
+                   help='DataLoader processes that build the boxes (0: in this process)')
     t.add_argument('--spacing', type=float, default=None, help='target spacing, Bohr')
     t.add_argument('--margin', type=float, default=None)
     t.add_argument('--cache', default=None, help='folder to cache the boxes (npz)')

@@ -38,8 +38,9 @@ def test_schedule_warms_up_then_decays():
 
 def test_resume_is_exact_and_weights_are_written(water_set, tmp_path):
     folder, cache = water_set
-    straight = tmp_path / 'straight'
-    train([folder], [folder], str(straight), epochs=2, cache_dir=cache, **SMALL)
+    straight = tmp_path / 'straight'                   # boxes built in this process
+    train([folder], [folder], str(straight), epochs=2, cache_dir=cache, loader_workers=0,
+          **SMALL)
     split = tmp_path / 'split'
     train([folder], [folder], str(split), epochs=2, sitting_epochs=1, cache_dir=cache,
           **SMALL)                                                   # a first sitting
@@ -53,6 +54,20 @@ def test_resume_is_exact_and_weights_are_written(water_set, tmp_path):
     assert meta['xc'] == 'pbe' and meta['input_spacing'] == pytest.approx(0.4)
     assert meta['elements'] == ['H', 'O'] and len(json.loads(meta['history'])) == 2
     assert meta['valid_nmae'] > 0
+
+
+def test_step_patches_depend_on_the_step_alone(water_set):
+    from pyscf_mlguess.data.dataset import DensityDataset
+    from pyscf_mlguess.train.loop import StepPatches
+    folder, cache = water_set
+    ds = DensityDataset([folder], 0.2, 3.0, 2, cache_dir=cache)
+    steps = StepPatches(ds, batch=3, patch=6, upsample=2, context=2, seed=4)
+    a, b, c = steps[7], steps[7], steps[8]
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p['x'], q['x'], rtol=0, atol=0)
+        torch.testing.assert_close(p['y'], q['y'], rtol=0, atol=0)
+    assert any(p['x'].shape != q['x'].shape or not torch.equal(p['x'], q['x'])
+               for p, q in zip(a, c))
 
 
 def test_training_lowers_the_loss(water_set, tmp_path):

@@ -13,11 +13,16 @@ patch enters the loss.  The loss is the normalised mean absolute error of the to
 the Coulomb error sqrt(2 E_H[error] / N_electrons) (the Hartree energy of the error, by FFT on the
 patch: J, which the projection builds from the density, sees large-scale charge displacement
 that NMAE weighs like any other error), summed over the patches of a step.  Validation runs the
-whole boxes and reports both.  A checkpoint after every epoch holds the model, optimiser, schedule, epoch and
+whole boxes and reports both.
+
+What a step draws (molecules, symmetries, patches) is a pure function of the seed, the rank and
+the step number (:class:`StepPatches`), so ``loader_workers`` DataLoader processes build and
+load the boxes ahead of the optimiser, and a resumed run draws exactly what a straight one did.  A checkpoint after every epoch holds the model, optimiser, schedule, epoch and
 random-number states, so ``resume`` continues exactly.  CUDA is used when available (with
 bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
 """
 
+import itertools
 import json
 import math
 import os
@@ -27,7 +32,7 @@ import numpy
 import torch
 from torch import nn
 
-from pyscf_mlguess.data.dataset import DensityDataset
+from pyscf_mlguess.data.dataset import DensityDataset, apply_cube_symmetry, cube_symmetry
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
 from pyscf_mlguess.model import (DensitySR, conserve_charge, load_weights, predict_tiled,
                                  save_weights)
@@ -94,6 +99,47 @@ def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
     return image[(slice(None),) + sl][None], delta[fine][None, None], inner
 
 
+class StepPatches(torch.utils.data.Dataset):
+    """Item ``step``: the ``batch`` training patches of that optimiser step, each a dict with
+    ``x`` (SAD patch), ``y`` (target), ``inner`` (see :func:`random_patch`), ``voxel_volume``
+    and ``n_electrons``, drawn with a generator seeded by (seed, rank, step) alone."""
+
+    def __init__(self, dataset, batch, patch, upsample, context=0, seed=0, rank=0):
+        self.dataset, self.batch, self.patch = dataset, batch, patch
+        self.upsample, self.context, self.seed, self.rank = upsample, context, seed, rank
+
+    def __len__(self):
+        return 2**62
+
+    def __getitem__(self, step):
+        gen = torch.Generator().manual_seed(
+            (self.seed * 1_000_003 + self.rank) * 2**40 + int(step))
+        out = []
+        for _ in range(self.batch):
+            index = int(torch.randint(len(self.dataset), (1,), generator=gen))
+            item = self.dataset[index]
+            perm, flips = cube_symmetry(gen)
+            item = dict(item, sad=apply_cube_symmetry(item['sad'], perm, flips).contiguous(),
+                        delta_rho=apply_cube_symmetry(item['delta_rho'], perm,
+                                                      flips).contiguous())
+            x, y, inner = random_patch(item, self.patch, self.upsample, gen,
+                                       context=self.context)
+            out.append({'x': x, 'y': y, 'inner': inner, 'voxel_volume': item['voxel_volume'],
+                        'n_electrons': item['n_electrons']})
+        return out
+
+
+def _as_is(item):
+    return item
+
+
+def _loader_worker_init(_):
+    # one thread each: the workers build boxes next to the optimiser, not against it
+    from pyscf import lib
+    lib.num_threads(1)
+    torch.set_num_threads(1)
+
+
 def _setup_distributed():
     if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not torch.distributed.is_initialized():
         backend = 'nccl' if torch.cuda.is_available() else 'gloo'
@@ -148,14 +194,14 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           batch=4, patch=24, lr=1e-3, weight_decay=1e-4, warmup=100, spacing=None,
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
-          coulomb_weight=0.0, max_train=None):
+          coulomb_weight=0.0, max_train=None, loader_workers=1):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
     epochs or the first epoch that ends past ``max_minutes``, and the same call again resumes.
     ``max_train`` keeps the first that many training samples (in the data's fixed order: the
-    points of a learning curve); ``context`` and ``coulomb_weight`` are described in the module
-    docstring.  The settings that shape the run are stored in the checkpoint, and resuming with
+    points of a learning curve); ``context``, ``coulomb_weight`` and ``loader_workers`` (0:
+    boxes are built in this process) are described in the module docstring.  The settings that shape the run are stored in the checkpoint, and resuming with
     other ones is refused; the training data may grow between sittings (each epoch records how
     many samples it drew from).
 
@@ -174,8 +220,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     upsample = model.upsample
     model.to(device)
     elements = arch.get('elements')
-    train_set = DensityDataset(train_folders, spacing, margin, upsample, augment=True,
-                               cache_dir=cache_dir, elements=elements)
+    train_set = DensityDataset(train_folders, spacing, margin, upsample, cache_dir=cache_dir,
+                               elements=elements)
     valid_set = DensityDataset(valid_folders, spacing, margin, upsample, cache_dir=cache_dir,
                                elements=elements)
     valid_set.records = valid_set.records[:max_valid]
@@ -193,8 +239,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
-    gen = torch.Generator().manual_seed(seed + rank)
-    train_set.generator = gen
+    steps = StepPatches(train_set, batch, patch, upsample, context, seed, rank)
     history, start_epoch = [], 0
     ckpt_path = os.path.join(out, CHECKPOINT)
     if os.path.exists(ckpt_path):
@@ -202,7 +247,6 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         model.load_state_dict(ckpt['model'])
         opt.load_state_dict(ckpt['optimizer'])
         sched.load_state_dict(ckpt['scheduler'])
-        gen.set_state(ckpt['generator'])
         torch.set_rng_state(ckpt['torch_rng'])
         history = json.loads(ckpt['history'])
         start_epoch = ckpt['epoch']
@@ -215,23 +259,27 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     spectra = {}
     t_start = time.perf_counter()
     last = epochs if sitting_epochs is None else min(epochs, start_epoch + sitting_epochs)
+    # One loader for the sitting.  Workers are spawned, not forked: PySCF's OpenMP runtime
+    # (libgomp) hangs in a forked child once the parent has used it.
+    loader = iter(torch.utils.data.DataLoader(
+        steps, sampler=range(start_epoch * steps_per_epoch, last * steps_per_epoch),
+        batch_size=None, collate_fn=_as_is, num_workers=loader_workers,
+        multiprocessing_context='spawn' if loader_workers else None,
+        worker_init_fn=_loader_worker_init if loader_workers else None))
     for epoch in range(start_epoch, last):
         model.train()
         losses = []
         t0 = time.perf_counter()
-        bar = tqdm(range(steps_per_epoch), desc=f'epoch {epoch + 1}/{epochs}',
-                   disable=not progress or rank != 0)
-        for _ in bar:
+        bar = tqdm(itertools.islice(loader, steps_per_epoch), desc=f'epoch {epoch + 1}/{epochs}',
+                   total=steps_per_epoch, disable=not progress or rank != 0)
+        for patches in bar:
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for _ in range(batch):
-                # each rank draws from its own stream (seeded seed + rank)
-                item = train_set[int(torch.randint(len(train_set), (1,), generator=gen))]
-                x, y, inner = random_patch(item, patch, upsample, gen, context=context)
+            for item in patches:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    pred = net(x.to(device))
-                pred = pred[(Ellipsis,) + inner].float()
-                y = y.to(device)
+                    pred = net(item['x'].to(device))
+                pred = pred[(Ellipsis,) + item['inner']].float()
+                y = item['y'].to(device)
                 loss = nmae(pred, y, item['voxel_volume'], item['n_electrons'])
                 if coulomb_weight:
                     loss = loss + coulomb_weight * coulomb_error(
@@ -253,7 +301,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                  entry['valid_coulomb_sad']) = evaluate(model, valid_set, device, coulomb=True)
             history.append(entry)
             torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
-                        'scheduler': sched.state_dict(), 'generator': gen.get_state(),
+                        'scheduler': sched.state_dict(),
                         'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
                         'history': json.dumps(history), 'arch': arch,
                         'recipe': json.dumps(recipe)},
