@@ -11,6 +11,9 @@ patches, and the step count fills ``--cpu-minutes`` under the usual warm-up + co
 a cheaper network gets more steps.  Box building and validation are outside the budget.  Runs go
 to ``runs/ablations/<variant>`` and resume like any training run.
 
+The report adds each variant's inference cost: CPU seconds of one forward pass on a typical
+QM9 input box (:data:`COST_BOX`), one thread.
+
 Each trained variant is then measured on the first validation samples:
 
 * box NMAE and Coulomb error per electron of the predicted delta_rho (the target grid);
@@ -139,6 +142,28 @@ def measure_variant(name, n_guess, n_cycles, cache):
     return rows
 
 
+#: Input box for the inference cost: a typical QM9 box at 0.3 Bohr (5 Bohr margin).
+COST_BOX = (64, 56, 48)
+
+
+def forward_cpu_seconds(kwargs, repeats=3):
+    """CPU seconds (median of ``repeats``) of the network's forward pass on :data:`COST_BOX`,
+    as the guess runs it; the cost depends on the architecture, not on the weights."""
+    from pyscf_mlguess.model import DensitySR, predict_tiled
+    net = DensitySR(**kwargs['arch']).eval()
+    net = net.to(memory_format=torch.channels_last_3d)
+    n_in = 1 + len(kwargs['arch'].get('elements') or ())
+    x = torch.rand((n_in,) + COST_BOX) * 0.1
+    times = []
+    with torch.inference_mode():
+        predict_tiled(net, x)
+        for _ in range(repeats):
+            t = time.process_time()
+            predict_tiled(net, x)
+            times.append(time.process_time() - t)
+    return statistics.median(times)
+
+
 def spearman(a, b):
     from scipy.stats import spearmanr
     return float(spearmanr(a, b).statistic)
@@ -192,9 +217,9 @@ def curve_report(results, plot_path=None):
 
 
 def report(results):
-    lines = ['| variant | what | CPU s / step | steps | valid box NMAE | Coulomb error | '
-             'projected-guess NMAE (mean) | cycles mlsr / minao (sum) | median ratio |',
-             '|' + '---|' * 9]
+    lines = ['| variant | what | CPU s / step | steps | forward CPU s | valid box NMAE | '
+             'Coulomb error | projected-guess NMAE (mean) | cycles mlsr / minao (sum) | '
+             'median ratio |', '|' + '---|' * 10]
     pooled = []
     for name, res in results.items():
         if res.get('max_train'):
@@ -204,9 +229,11 @@ def report(results):
         c = [r for r in rows if 'cycles' in r]
         pooled += [r for r in c if 'guess_nmae' in r]
         ratio = statistics.median(r['cycles'] / r['minao_cycles'] for r in c) if c else None
+        if 'forward_cpu_s' not in res:
+            res['forward_cpu_s'] = forward_cpu_seconds(res['kwargs'])
         lines.append(
             f"| {name} | {res['what']} | {res['plan']['cpu_s_per_step']:.2f} | "
-            f"{res['plan']['epochs'] * STEPS_PER_EPOCH} | "
+            f"{res['plan']['epochs'] * STEPS_PER_EPOCH} | {res['forward_cpu_s']:.2f} | "
             f"{statistics.mean(r['box_nmae'] for r in rows):.4f} | "
             f"{statistics.mean(r['coulomb'] for r in rows):.2e} | "
             f"{statistics.mean(g):.4f} | "
@@ -264,6 +291,7 @@ def main():
                          'history': history, 'rows': rows}
         path.write_text(json.dumps(results, indent=1))
     text = report(results)
+    path.write_text(json.dumps(results, indent=1))             # with the inference costs
     (RESULTS / 'ablations.md').write_text(text)
     print(text)
 
