@@ -17,8 +17,9 @@ whole boxes and reports both.
 
 What a step draws (molecules, symmetries, patches) is a pure function of the seed, the rank and
 the step number (:class:`StepPatches`), so ``loader_workers`` DataLoader processes build and
-load the boxes ahead of the optimiser, and a resumed run draws exactly what a straight one did.  A checkpoint after every epoch holds the model, optimiser, schedule, epoch and
-random-number states, so ``resume`` continues exactly.  CUDA is used when available (with
+load the boxes ahead of the optimiser, and a resumed run draws exactly what a straight one did.
+A checkpoint after every epoch holds the model, optimiser, schedule, epoch, random-number state
+and the run's settings, so ``resume`` continues exactly.  CUDA is used when available (with
 bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
 """
 
@@ -201,8 +202,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     epochs or the first epoch that ends past ``max_minutes``, and the same call again resumes.
     ``max_train`` keeps the first that many training samples (in the data's fixed order: the
     points of a learning curve); ``context``, ``coulomb_weight`` and ``loader_workers`` (0:
-    boxes are built in this process) are described in the module docstring.  The settings that shape the run are stored in the checkpoint, and resuming with
-    other ones is refused; the training data may grow between sittings (each epoch records how
+    boxes are built in this process) are described in the module docstring.  The settings that
+    shape the run are stored in the checkpoint, and resuming with other ones is refused; the training data may grow between sittings (each epoch records how
     many samples it drew from).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
