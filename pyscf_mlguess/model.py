@@ -168,7 +168,6 @@ class CoarseBranch(nn.Module):
         self.inner = (CoarseBranch(coarse, blocks, kernel, res_scale, levels - 1)
                       if levels > 1 else None)
         self.up = nn.ConvTranspose3d(coarse, channels, 2, stride=2)
-        self.levels = levels
 
     def radius(self, kernel, blocks):
         """Finer-grid voxels on each side that an output voxel depends on (an upper bound: the

@@ -115,13 +115,18 @@ class DensityDataset(torch.utils.data.Dataset):
         return sad, delta
 
     def __getitem__(self, index):
+        return self.item(index, self.generator if self.augment else None)
+
+    def item(self, index, symmetry_generator=None):
+        """Item ``index``, turned by a random cube symmetry drawn from ``symmetry_generator``
+        when one is given."""
         record = self.records[index]
         sad, delta = self.boxes(index)
         sad = torch.from_numpy(numpy.ascontiguousarray(sad))
         sad = sad[None] if sad.ndim == 3 else sad
         delta = torch.from_numpy(numpy.ascontiguousarray(delta))[None]
-        if self.augment:
-            perm, flips = cube_symmetry(self.generator)
+        if symmetry_generator is not None:
+            perm, flips = cube_symmetry(symmetry_generator)
             sad = apply_cube_symmetry(sad, perm, flips).contiguous()
             delta = apply_cube_symmetry(delta, perm, flips).contiguous()
         return {'sad': sad, 'delta_rho': delta,

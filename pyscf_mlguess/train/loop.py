@@ -33,7 +33,7 @@ import numpy
 import torch
 from torch import nn
 
-from pyscf_mlguess.data.dataset import DensityDataset, apply_cube_symmetry, cube_symmetry
+from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
 from pyscf_mlguess.model import (DensitySR, conserve_charge, load_weights, predict_tiled,
                                  save_weights)
@@ -118,11 +118,7 @@ class StepPatches(torch.utils.data.Dataset):
         out = []
         for _ in range(self.batch):
             index = int(torch.randint(len(self.dataset), (1,), generator=gen))
-            item = self.dataset[index]
-            perm, flips = cube_symmetry(gen)
-            item = dict(item, sad=apply_cube_symmetry(item['sad'], perm, flips).contiguous(),
-                        delta_rho=apply_cube_symmetry(item['delta_rho'], perm,
-                                                      flips).contiguous())
+            item = self.dataset.item(index, gen)
             x, y, inner = random_patch(item, self.patch, self.upsample, gen,
                                        context=self.context)
             out.append({'x': x, 'y': y, 'inner': inner, 'voxel_volume': item['voxel_volume'],
