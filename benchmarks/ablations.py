@@ -9,7 +9,8 @@ data's fixed order) for the same CPU time of its optimiser steps: a short calibr
 the CPU seconds (all threads, ``time.process_time``) of one step of that variant on random
 patches, and the step count fills ``--cpu-minutes`` under the usual warm-up + cosine schedule, so
 a cheaper network gets more steps.  Box building and validation are outside the budget.  Runs go
-to ``runs/ablations/<variant>`` and resume like any training run.
+to ``runs/ablations/<variant>`` and resume like any training run; processes running disjoint
+``--variants`` at once (one per core) share the results file.
 
 The report adds each variant's inference cost: CPU seconds of one forward pass on a typical
 QM9 input box (:data:`COST_BOX`), one thread.
@@ -31,8 +32,10 @@ log(NMAE) against log(N) and says what the trend predicts for 10k and 30k sample
 """
 
 import argparse
+import fcntl
 import json
 import math
+import os
 import pathlib
 import statistics
 import time
@@ -242,8 +245,6 @@ def report(results):
                          f"{statistics.mean(g):.4f} | {sum(r['cycles'] for r in c)} / "
                          f"{sum(r['minao_cycles'] for r in c)} | {ratio:.2f} |")
             continue
-        if 'forward_cpu_s' not in res:
-            res['forward_cpu_s'] = forward_cpu_seconds(res['kwargs'])
         lines.append(
             f"| {name} | {res['what']} | {res['plan']['cpu_s_per_step']:.2f} | "
             f"{res['plan']['epochs'] * STEPS_PER_EPOCH} | {res['forward_cpu_s']:.2f} | "
@@ -294,10 +295,22 @@ def main():
     elif not args.report_only and not args.shipped:
         jobs = [(name, name, args.max_train) for name in args.variants.split(',')]
 
+    mine = set()                   # the entries this process writes; others' are read back
+
     def save():
-        path.write_text(json.dumps(results, indent=1))
+        """Merge this process's entries into the results file under a lock, so that processes
+        running disjoint variants (one per core) can share it."""
+        with open(f'{path}.lock', 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = json.loads(path.read_text()) if path.exists() else {}
+            on_disk.update({k: results[k] for k in mine if k in results})
+            results.update({k: v for k, v in on_disk.items() if k not in mine})
+            tmp = path.with_suffix(f'.{os.getpid()}.tmp')
+            tmp.write_text(json.dumps(on_disk, indent=1))
+            os.replace(tmp, path)
 
     if args.shipped and not args.report_only and not results.get('shipped', {}).get('complete'):
+        mine.add('shipped')
         entry = results.setdefault('shipped', {
             'what': f'weights/pbe.pt (v0.1 recipe), {args.shipped} validation molecules',
             'rows': [], 'complete': False})
@@ -311,6 +324,7 @@ def main():
         if results.get(name, {}).get('complete', name in results):
             continue
         what, kwargs = VARIANTS[variant]
+        mine.add(name)
         plan, history = train_variant(name, kwargs, args.cpu_minutes, max_train, args.cache)
         if len(history) < plan['epochs']:
             break                                           # stopped early: resume later
@@ -321,8 +335,14 @@ def main():
                         save=save)
         entry['complete'] = True
         save()
-    text = report({k: v for k, v in results.items() if v.get('complete', True)})
-    path.write_text(json.dumps(results, indent=1))             # with the inference costs
+    save()                                                  # read the other processes' entries
+    done = {k: v for k, v in results.items() if v.get('complete', True)}
+    for name, res in done.items():
+        if name != 'shipped' and 'forward_cpu_s' not in res:
+            res['forward_cpu_s'] = forward_cpu_seconds(res['kwargs'])
+            mine.add(name)                      # complete entries are not written again elsewhere
+    save()
+    text = report(done)
     (RESULTS / 'ablations.md').write_text(text)
     print(text)
 
