@@ -317,13 +317,12 @@ def predict_tiled(model, rho_sad, tile=None):
     f = model.upsample
     x = rho_sad[None, None] if rho_sad.ndim == 3 else rho_sad[None]
     x = x.contiguous(memory_format=torch.channels_last_3d)
-    rho_sad = rho_sad[0] if rho_sad.ndim == 4 else rho_sad
-    if tile is None or all(n <= tile for n in rho_sad.shape):
+    shape = tuple(rho_sad.shape[-3:])
+    if tile is None or all(n <= tile for n in shape):
         return model(x)[0, 0]
     align = getattr(model, 'alignment', 1)
     halo = -(-model.receptive_radius // align) * align     # tiles start on the coarse grid
     tile = max(align, tile // align * align)
-    shape = rho_sad.shape
     out = torch.empty(tuple(n * f for n in shape), dtype=x.dtype, device=x.device)
     starts = [range(0, n, tile) for n in shape]
     for i in starts[0]:
