@@ -2,7 +2,7 @@
 
 from setuptools import setup
 
-TRAIN = ['qm9pack', 'h5py', 'tqdm', 'dask[distributed]']
+TRAIN = ['qm9pack', 'rdkit', 'h5py', 'tqdm', 'dask[distributed]']
 
 setup(
     name='pyscf-mlguess',
@@ -25,8 +25,9 @@ setup(
     ],
     extras_require={
         # Benchmarks: molecule sets from SMILES (RDKit) and ASE's G2 collection, plots.
-        'bench': ['rdkit', 'ase', 'matplotlib'] + TRAIN,
-        # Training data and training: QM9 molecules, HDF5 shards, Dask workers, progress bars.
+        'bench': ['ase', 'matplotlib'] + TRAIN,
+        # Training data and training: QM9 molecules (and RDKit for the molecules derived from
+        # them), HDF5 shards, Dask workers, progress bars.
         'train': TRAIN,
         # The tests cover the data pipeline and the benchmark driver (with its plots) too.
         'test': ['pytest>=7', 'matplotlib'] + TRAIN,

@@ -19,7 +19,7 @@ def _data_generate(args):
                       workers=args.workers, scheduler=args.scheduler,
                       shard_size=args.shard_size, perturb_fraction=args.perturb_fraction,
                       conv_tol=args.conv_tol, density_fit=args.density_fit,
-                      grid_level=args.grid_level)
+                      grid_level=args.grid_level, source=args.source)
     print(json.dumps(result, indent=1))
 
 
@@ -84,10 +84,14 @@ def build_parser():
     sub = p.add_subparsers(dest='command', required=True)
     data = sub.add_parser('data', help='training data').add_subparsers(dest='action',
                                                                        required=True)
-    g = data.add_parser('generate', help='reference KS calculations on QM9 (resumable)')
+    g = data.add_parser('generate', help='reference KS calculations on QM9 or molecules '
+                        'derived from it (resumable)')
+    g.add_argument('--source', default='qm9', choices=gen.SOURCES,
+                   help='qm9 (default), or derived: QM9 molecules with S, Cl, Br, P or Si, and '
+                   'ions (pyscf_mlguess.data.derived), into <xc>_<basis>_derived')
     g.add_argument('--xc', required=True, help='functional, e.g. pbe or b3lyp')
     g.add_argument('--split', required=True, choices=sorted(qm9.SPLIT_FRACTIONS))
-    g.add_argument('--n', type=int, required=True, help='QM9 molecules (perturbed copies extra)')
+    g.add_argument('--n', type=int, required=True, help='molecules (QM9: perturbed copies extra)')
     g.add_argument('--out', default='data', help='dataset root (default: data)')
     g.add_argument('--basis', default=gen.BASIS)
     g.add_argument('--conv-tol', type=float, default=gen.CONV_TOL)
@@ -100,7 +104,9 @@ def build_parser():
     g.add_argument('--workers', type=int, default=None, help='local worker processes')
     g.add_argument('--scheduler', default=None, help='address of a running Dask scheduler')
     g.add_argument('--shard-size', type=int, default=100)
-    g.add_argument('--perturb-fraction', type=float, default=qm9.PERTURB_FRACTION)
+    g.add_argument('--perturb-fraction', type=float, default=None,
+                   help=f'QM9 only: fraction with a perturbed copy (default '
+                   f'{qm9.PERTURB_FRACTION})')
     g.set_defaults(func=_data_generate)
     s = data.add_parser('stats', help='what the dataset holds')
     s.add_argument('--root', default='data')

@@ -90,6 +90,8 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
         'code_version': __version__, 'pyscf_version': pyscf.__version__,
         'host': platform.node(),
     }
+    if sample.recipe:
+        rec['recipe'] = sample.recipe
     if mf.converged:
         nocc = mol.nelectron // 2
         rec['mo_occ_coeff'] = store.quantize_orbitals(mf.mo_coeff[:, :nocc])
@@ -104,11 +106,21 @@ def failure_record(sample, xc, basis, err):
             'coords_bohr': np.asarray(sample.coords_angstrom) / param.BOHR,
             'charge': sample.charge, 'spin': sample.spin, 'basis': basis, 'xc': xc,
             'converged': False, 'error': f'{type(err).__name__}: {err}', 'minao_cycles': 0,
-            'minao_wall_s': 0.0, 'code_version': __version__}
+            'minao_wall_s': 0.0, 'code_version': __version__,
+            **({'recipe': sample.recipe} if sample.recipe else {})}
 
 
-def level_name(xc, basis=BASIS):
-    return f'{xc.lower()}_{basis.lower().replace("-", "")}'
+#: Molecule sources: QM9 itself, and molecules derived from it with other elements and charges.
+SOURCES = ('qm9', 'derived')
+
+
+def level_name(xc, basis=BASIS, source='qm9'):
+    """Dataset folder name of a level (and a source other than QM9): ``pbe_def2svp``,
+    ``pbe_def2svp_derived``."""
+    if source not in SOURCES:
+        raise ValueError(f'unknown molecule source {source!r}; choose from {", ".join(SOURCES)}')
+    return f'{xc.lower()}_{basis.lower().replace("-", "")}' + ('' if source == 'qm9' else
+                                                               f'_{source}')
 
 
 def _client(scheduler, workers):
@@ -124,18 +136,30 @@ def _client(scheduler, workers):
 
 
 def generate(root, xc, split, n, basis=BASIS, workers=None, scheduler=None, shard_size=100,
-             perturb_fraction=qm9.PERTURB_FRACTION, conv_tol=CONV_TOL, progress=True,
-             density_fit=False, grid_level=None):
-    """Compute the first ``n`` QM9 molecules of ``split`` (plus perturbed copies) at ``xc``.
+             perturb_fraction=None, conv_tol=CONV_TOL, progress=True,
+             density_fit=False, grid_level=None, source='qm9'):
+    """Compute the first ``n`` molecules of ``split`` at ``xc``: QM9 molecules (plus perturbed
+    copies, ``perturb_fraction`` of them, :data:`.qm9.PERTURB_FRACTION` when None), or with
+    ``source='derived'`` the molecules of :mod:`.derived` (other elements and ions; no perturbed
+    copies) into their own folder.
 
     Samples already on disk are skipped; pending samples are packed into a shard at the end,
     also when the run is interrupted (Ctrl-C or SIGTERM).  Returns the folder's stats.
     """
-    folder = os.path.join(root, level_name(xc, basis), split)
-    samples = qm9.select(split, n, perturb_fraction=perturb_fraction)
-    generate_samples(folder, samples, xc, basis, workers, scheduler, shard_size, conv_tol,
-                     progress, density_fit=density_fit, grid_level=grid_level, desc=f'{level_name(xc, basis)}/{split}')
-    return store.stats(root)[level_name(xc, basis)][split]
+    level = level_name(xc, basis, source)
+    if source == 'derived':
+        if perturb_fraction:
+            raise ValueError('derived molecules have no perturbed copies; '
+                             'perturb_fraction applies to QM9 only')
+        from pyscf_mlguess.data import derived
+        samples = derived.select(split, n)
+    else:
+        samples = qm9.select(split, n, perturb_fraction=qm9.PERTURB_FRACTION
+                             if perturb_fraction is None else perturb_fraction)
+    generate_samples(os.path.join(root, level, split), samples, xc, basis, workers, scheduler,
+                     shard_size, conv_tol, progress, density_fit=density_fit,
+                     grid_level=grid_level, desc=f'{level}/{split}')
+    return store.stats(root)[level][split]
 
 
 def generate_samples(folder, samples, xc, basis=BASIS, workers=None, scheduler=None,

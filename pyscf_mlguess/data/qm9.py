@@ -27,8 +27,9 @@ _BARE_POINT = re.compile(r'\.(?=[,\]])')
 
 @dataclass(frozen=True)
 class Sample:
-    """One geometry to compute: a QM9 molecule (conformer 0), a perturbed copy of it, or a
-    molecule of the user's (``name`` set, ``qm9_index`` -1)."""
+    """One geometry to compute: a QM9 molecule (conformer 0), a perturbed copy of it, a molecule
+    derived from one (:mod:`.derived`: ``name`` and ``recipe`` set, ``qm9_index`` the parent's),
+    or a molecule of the user's (``name`` set, ``qm9_index`` -1)."""
     qm9_index: int
     smiles: str
     elements: tuple
@@ -39,6 +40,7 @@ class Sample:
     charge: int = 0
     spin: int = 0
     name: str = ''
+    recipe: dict = None
 
     @property
     def key(self):
