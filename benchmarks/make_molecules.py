@@ -74,8 +74,8 @@ SETS = {
         'trimethyloxonium': 'C[O+](C)C', 'methylpyridinium': 'C[n+]1ccccc1',
         'glycine_cation': '[NH3+]CC(=O)O',
     },
-    # Larger drug-like molecules (15-37 heavy atoms, H C N O only) for run_scf.py's 'drugs'
-    # set: how the savings and the guess's cost scale with size.
+    # Larger drug-like molecules (15-37 heavy atoms) for run_scf.py's 'drugs' set: how the
+    # savings and the guess's cost scale with size.
     'drugs': {
         'ibuprofen': 'CC(C)Cc1ccc(cc1)C(C)C(=O)O',
         'naproxen': 'COc1ccc2cc(ccc2c1)[C@H](C)C(=O)O',
@@ -101,6 +101,19 @@ SETS = {
         'donepezil': 'COc1cc2c(cc1OC)C(=O)C(CC1CCN(Cc3ccccc3)CC1)C2',
         'verapamil': 'COc1ccc(CCN(C)CCCC(C#N)(C(C)C)c2ccc(OC)c(OC)c2)cc1OC',
         'imatinib': 'Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1',
+        # Medicines with sulfur and chlorine (added with issue 16), as medicinal chemistry has.
+        'chlorpromazine': 'CN(C)CCCN1c2ccccc2Sc2ccc(Cl)cc21',
+        'hydrochlorothiazide': 'NS(=O)(=O)c1cc2c(cc1Cl)NCNS2(=O)=O',
+        'diclofenac': 'OC(=O)Cc1ccccc1Nc1c(Cl)cccc1Cl',
+        'sulfamethoxazole': 'Cc1cc(NS(=O)(=O)c2ccc(N)cc2)no1',
+        'clopidogrel': 'COC(=O)[C@H](c1ccccc1Cl)N1CCc2sccc2C1',
+        'omeprazole': 'COc1ccc2[nH]c(S(=O)Cc3ncc(C)c(OC)c3C)nc2c1',
+        'furosemide': 'NS(=O)(=O)c1cc(C(=O)O)c(NCc2ccco2)cc1Cl',
+        'captopril': 'C[C@H](CS)C(=O)N1CCC[C@H]1C(=O)O',
+        'ketamine': 'CNC1(CCCCC1=O)c1ccccc1Cl',
+        'chloroquine': 'CCN(CC)CCCC(C)Nc1ccnc2cc(Cl)ccc12',
+        'penicillin_g': 'CC1(C)S[C@@H]2[C@H](NC(=O)Cc3ccccc3)C(=O)N2[C@H]1C(=O)O',
+        'sertraline': 'CN[C@H]1CC[C@@H](c2ccc(Cl)c(Cl)c2)c2ccccc21',
     },
     # Closed-shell ions for the guess's by-class benchmark, none of them in 'finetune' (which
     # may become training data): QM9's elements with a charge, and a few with S and P.

@@ -5,7 +5,8 @@
 
 ``--molecules`` is a folder of .xyz files (the comment line may carry ``charge=N spin=M``, spin =
 2S as in PySCF; open shells run unrestricted) or a built-in set: ``qm9-test`` (the held-out QM9
-test split of the training data, in its fixed order), ``drugs`` (larger drug-like molecules),
+test split of the training data, in its fixed order), ``derived-test`` (the test split of the
+molecules derived from QM9 with S, Cl, Br, P, Si and ions), ``drugs`` (larger drug-like molecules),
 ``ions`` (closed-shell anions and cations), ``main_group`` (closed shells with elements QM9
 lacks) or ``open_shell`` (radicals and triplets), all under ``benchmarks/molecules/`` and made by
 ``benchmarks/make_molecules.py``.  The runs, the records and the report are
@@ -49,7 +50,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--molecules', required=True,
-                        help=f'folder of .xyz files or a built-in set (qm9-test, '
+                        help=f'folder of .xyz files or a built-in set (qm9-test, derived-test, '
                         f'{", ".join(FOLDERS)})')
     parser.add_argument('--n', type=int, help='first N molecules only')
     parser.add_argument('--xc', default='pbe', help='comma-separated; hf allowed')

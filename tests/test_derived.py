@@ -94,3 +94,12 @@ def test_derived_source_refuses_perturbed_copies(tmp_path):
                           source='derived')
     with pytest.raises(ValueError, match='unknown molecule source'):
         generate.level_name('pbe', source='zinc')
+
+
+def test_benchmark_set_is_the_derived_test_split():
+    from pyscf_mlguess.benchmark.molecules import DERIVED_TEST, load_molecules
+    entries = load_molecules(DERIVED_TEST, n=3)
+    expected = derived.select('test', 3)
+    assert [name for name, _ in entries] == [s.key for s in expected]
+    assert [e['charge'] for _, e in entries] == [s.charge for s in expected]
+    assert all(qm9.split_of(s.qm9_index) == 'test' for s in expected)

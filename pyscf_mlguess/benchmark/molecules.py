@@ -8,25 +8,33 @@ from pyscf_mlguess.xyz import read_xyz
 
 #: The held-out QM9 test split of the training data (needs ``qm9pack``).
 QM9_TEST = 'qm9-test'
+#: The held-out test split of the molecules derived from QM9 with S, Cl, Br, P, Si and ions
+#: (:mod:`pyscf_mlguess.data.derived`; needs ``qm9pack`` and RDKit).
+DERIVED_TEST = 'derived-test'
 
 
 def load_molecules(spec, n=None, folders=None):
     """[(name, entry)] where entry is a dict (atom, charge, spin) or an error message.
 
     ``spec`` is ``'qm9-test'`` (the held-out QM9 test split of the training data, in its fixed
-    order; needs ``qm9pack``), a name in ``folders`` ({name: folder of .xyz}), or a folder of
+    order; needs ``qm9pack``), ``'derived-test'`` (the test split of the molecules derived from
+    QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a folder of
     .xyz files (comment line ``charge=N spin=M``).
     """
     if spec == QM9_TEST:
         from pyscf_mlguess.data import qm9
         samples = qm9.select('test', n or 50, perturb_fraction=0.0)
         return [(s.key, {'atom': s.atom, 'charge': 0, 'spin': 0}) for s in samples]
+    if spec == DERIVED_TEST:
+        from pyscf_mlguess.data import derived
+        return [(s.key, {'atom': s.atom, 'charge': s.charge, 'spin': 0})
+                for s in derived.select('test', n or 50)]
     folders = folders or {}
     folder = folders.get(spec) or pathlib.Path(spec)
     paths = sorted(glob.glob(os.path.join(folder, '*.xyz')))
     if not paths:
         raise ValueError(f'--molecules {spec}: no .xyz files there (built-in sets: '
-                         f'{", ".join([QM9_TEST, *folders])})')
+                         f'{", ".join([QM9_TEST, DERIVED_TEST, *folders])})')
     out = []
     for path in paths[:n]:
         name = pathlib.Path(path).stem
