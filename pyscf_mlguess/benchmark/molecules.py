@@ -18,8 +18,8 @@ def load_molecules(spec, n=None, folders=None):
 
     ``spec`` is ``'qm9-test'`` (the held-out QM9 test split of the training data, in its fixed
     order; needs ``qm9pack``), ``'derived-test'`` (the test split of the molecules derived from
-    QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a folder of
-    .xyz files (comment line ``charge=N spin=M``).
+    QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a
+    folder of .xyz files (comment line ``charge=N spin=M``).
     """
     if spec == QM9_TEST:
         from pyscf_mlguess.data import qm9

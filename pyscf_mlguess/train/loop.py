@@ -199,8 +199,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     ``max_train`` keeps the first that many training samples (in the data's fixed order: the
     points of a learning curve); ``context``, ``coulomb_weight`` and ``loader_workers`` (0:
     boxes are built in this process) are described in the module docstring.  The settings that
-    shape the run are stored in the checkpoint, and resuming with other ones is refused; the training data may grow between sittings (each epoch records how
-    many samples it drew from).
+    shape the run are stored in the checkpoint, and resuming with other ones is refused; the
+    training data may grow between sittings (each epoch records how many samples it drew
+    from).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
