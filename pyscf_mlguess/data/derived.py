@@ -24,7 +24,7 @@ minimisation, and a sample is kept only when RDKit sanitises it, MMFF has parame
 the minimisation converges, the electron count is even (closed shell) and the geometry passes
 :func:`geometry_problem`.  A derived molecule inherits the split of its QM9 parent, so nothing
 of a test molecule leaks into training, and every sample carries its recipe (parent, rule, site,
-seed, RDKit version).
+seed, bonds, RDKit version).
 """
 
 import itertools
@@ -35,6 +35,8 @@ from pyscf_mlguess.data import qm9
 
 RULES = ('o2s', 'h2cl', 'h2br', 'n2p', 'c2si', 'anion', 'cation')
 
+#: SMARTS of each rule's sites (the first atom of a match), tried in order; the first pattern
+#: with a match gives the sites (a fluorine before a C-H, the most acidic O-H, the most basic N).
 _SITES = {
     'o2s': ['[OX2;!$(O~[!#6;!#1])]', '[OX1]=[#6]', '[o]'],
     'h2cl': ['[F]', '[#6;!H0]'],
@@ -45,8 +47,6 @@ _SITES = {
     'cation': ['[NX3;H2,H1,H0;+0;!a;!$(N~[!#6;!#1]);!$(N-[#6]=,#[*]);!$(N-a)]',
                '[nX2;H0;+0]', '[NX2;+0]=[#6]'],
 }
-#: Tried in order; the first pattern with a match gives the sites (a fluorine before a C-H,
-#: the most acidic O-H, the most basic N).
 _NEW_ELEMENT = {'o2s': 16, 'h2cl': 17, 'h2br': 35, 'n2p': 15, 'c2si': 14}
 #: Bond lengths must lie within these factors of the sum of covalent radii; atoms three or more
 #: bonds apart must be further than the upper factor (no clash, no unintended bond).
