@@ -130,7 +130,7 @@ def test_stats_command_prints_json(tmp_path, capsys, water_record):
     assert main(['data', 'stats', '--json', '--root', str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     entry = out['pbe_def2svp']['train']
-    assert entry['samples'] == 1 and entry['elements'] == ['H', 'O']
+    assert entry['samples'] == 1 and entry['elements'] == ['H', 'O'] and entry['charges'] == [0]
     assert entry['bytes'] == os.path.getsize(writer.shards()[0])
 
 

@@ -190,12 +190,13 @@ def iter_records(folder, include_failed=False, orbitals=True):
 
 
 def stats(root):
-    """Per level and split: sample counts, QM9 molecules, perturbed copies, elements, bytes."""
+    """Per level and split: sample counts, QM9 molecules, perturbed copies, elements, charges,
+    bytes."""
     out = {}
     for (level, split), folder in level_folders(root).items():
         shards = sorted(glob.glob(os.path.join(folder, SHARD_GLOB)))
         n_ok = n_failed = n_perturbed = 0
-        molecules, elements = set(), set()
+        molecules, elements, charges = set(), set(), set()
         for rec in iter_records(folder, include_failed=True, orbitals=False):
             if not rec.get('converged', False):
                 n_failed += 1
@@ -204,11 +205,12 @@ def stats(root):
             n_perturbed += rec['conformer'] > 0
             molecules.add(rec['qm9_index'] if rec.get('qm9_index', -1) >= 0 else rec['key'])
             elements.update(rec['elements'])
+            charges.add(int(rec.get('charge', 0)))
         pending = glob.glob(os.path.join(folder, PENDING_DIR, '*.h5'))
         out.setdefault(level, {})[split] = {
             'samples': n_ok, 'molecules': len(molecules), 'perturbed_copies': n_perturbed,
             'failed': n_failed, 'pending': len(pending),
-            'elements': sorted(elements), 'shards': len(shards),
+            'elements': sorted(elements), 'charges': sorted(charges), 'shards': len(shards),
             'bytes': sum(os.path.getsize(s) for s in shards),
         }
     return out
