@@ -88,6 +88,15 @@ def cpu_seconds_per_step(kwargs, calibration_steps=6):
     return (time.process_time() - t) / calibration_steps
 
 
+def steps_of_epoch(plan):
+    """Optimiser steps per epoch of a plan (plans written before 2026-11-30 used 100)."""
+    return plan.get('steps_per_epoch', STEPS_PER_EPOCH)
+
+
+def total_steps(plan):
+    return plan['epochs'] * steps_of_epoch(plan)
+
+
 def train_variant(name, kwargs, cpu_minutes, max_train, cache):
     from pyscf_mlguess.train.loop import train
     out = RUNS / name
@@ -97,13 +106,16 @@ def train_variant(name, kwargs, cpu_minutes, max_train, cache):
     else:
         per_step = cpu_seconds_per_step(kwargs)
         steps = max(STEPS_PER_EPOCH, int(cpu_minutes * 60 / per_step))
-        plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes,
-                'epochs': math.ceil(steps / STEPS_PER_EPOCH), 'threads': torch.get_num_threads()}
+        epochs = math.ceil(steps / STEPS_PER_EPOCH)
+        # epochs of equal length that add up to the budget's steps (not rounded up to whole
+        # epochs of STEPS_PER_EPOCH, which favours the costly variants)
+        plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes, 'epochs': epochs,
+                'steps_per_epoch': math.ceil(steps / epochs), 'threads': torch.get_num_threads()}
         out.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan, indent=1))
     history = train([str(DATA / 'train')], [str(DATA / 'valid')], str(out),
-                    epochs=plan['epochs'], steps_per_epoch=STEPS_PER_EPOCH, batch=BATCH,
-                    patch=PATCH, warmup=min(100, plan['epochs'] * STEPS_PER_EPOCH // 10),
+                    epochs=plan['epochs'], steps_per_epoch=steps_of_epoch(plan), batch=BATCH,
+                    patch=PATCH, warmup=min(100, total_steps(plan) // 10),
                     cache_dir=cache, max_train=max_train, max_valid=20, **kwargs)
     return plan, history
 
@@ -226,9 +238,9 @@ def curve_report(results, plot_path=None):
 
 
 def report(results):
-    lines = ['| variant | what | CPU s / step | steps | forward CPU s | valid box NMAE | '
-             'Coulomb error | projected-guess NMAE (mean) | cycles mlsr / minao (sum) | '
-             'median ratio |', '|' + '---|' * 10]
+    lines = ['| variant | what | CPU s / step | steps | training CPU min | forward CPU s | '
+             'valid box NMAE | Coulomb error | projected-guess NMAE (mean) | '
+             'cycles mlsr / minao (sum) | median ratio |', '|' + '---|' * 11]
     pooled = []
     for name, res in results.items():
         if res.get('max_train'):
@@ -239,7 +251,7 @@ def report(results):
         pooled += [r for r in c if 'guess_nmae' in r]
         ratio = statistics.median(r['cycles'] / r['minao_cycles'] for r in c) if c else None
         if name == 'shipped':
-            lines.append(f"| shipped | {res['what']} | – | – | – | "
+            lines.append(f"| shipped | {res['what']} | – | – | – | – | "
                          f"{statistics.mean(r['box_nmae'] for r in rows):.4f} | "
                          f"{statistics.mean(r['coulomb'] for r in rows):.2e} | "
                          f"{statistics.mean(g):.4f} | {sum(r['cycles'] for r in c)} / "
@@ -247,7 +259,9 @@ def report(results):
             continue
         lines.append(
             f"| {name} | {res['what']} | {res['plan']['cpu_s_per_step']:.2f} | "
-            f"{res['plan']['epochs'] * STEPS_PER_EPOCH} | {res['forward_cpu_s']:.2f} | "
+            f"{total_steps(res['plan'])} | "
+            f"{total_steps(res['plan']) * res['plan']['cpu_s_per_step'] / 60:.1f} | "
+            f"{res['forward_cpu_s']:.2f} | "
             f"{statistics.mean(r['box_nmae'] for r in rows):.4f} | "
             f"{statistics.mean(r['coulomb'] for r in rows):.2e} | "
             f"{statistics.mean(g):.4f} | "
