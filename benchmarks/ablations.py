@@ -78,7 +78,7 @@ def cpu_seconds_per_step(kwargs, calibration_steps=6):
     net = DensitySR(**kwargs['arch'])
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     n = PATCH + 2 * kwargs.get('context', 0)
-    x = torch.rand(1, 1, n, n, n) * 0.1
+    x = torch.rand(1, 1 + len(kwargs['arch'].get('elements') or ()), n, n, n) * 0.1
 
     def step():
         opt.zero_grad()
