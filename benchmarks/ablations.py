@@ -68,6 +68,9 @@ VARIANTS = {
                  dict(arch=dict(BASE, elements=['H', 'C', 'N', 'O', 'F']))),
     'out-0.3': ('output at 0.3 Bohr (no sub-voxel upsampling)',
                 dict(arch=dict(BASE, upsample=1), spacing=0.3)),
+    # What the first round (docs/training.md) points to: its three winners together.
+    'wide-context-coulomb': ('32 channels, 8 voxels of context, the Coulomb term',
+                             dict(arch=dict(BASE, channels=32), context=8, coulomb_weight=1.0)),
 }
 PATCH, BATCH, STEPS_PER_EPOCH = 24, 4, 100
 
