@@ -62,10 +62,10 @@ def _patterns():
 def _sites(mol, rule, patterns):
     """Symmetry-distinct atom indices where ``rule`` applies (first matching pattern)."""
     from rdkit import Chem
-    ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=False))
     for pattern in patterns[rule]:
         atoms = sorted({m[0] for m in mol.GetSubstructMatches(pattern)})
         if atoms:
+            ranks = list(Chem.CanonicalRankAtoms(mol, breakTies=False))
             seen, distinct = set(), []
             for a in atoms:
                 if ranks[a] not in seen:
