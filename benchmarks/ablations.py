@@ -333,10 +333,10 @@ def main():
     if args.shipped and not args.report_only and not results.get('shipped', {}).get('complete'):
         mine.add('shipped')
         entry = results.setdefault('shipped', {
-            'what': f'weights/pbe.pt (v0.1 recipe), {args.shipped} validation molecules',
+            'what': f'weights/pbe-0.1.pt, {args.shipped} validation molecules',
             'rows': [], 'complete': False})
         measure_variant('shipped', args.shipped, args.shipped, args.cache,
-                        weights=ROOT / 'weights' / 'pbe.pt', rows=entry['rows'], save=save)
+                        weights=ROOT / 'weights' / 'pbe-0.1.pt', rows=entry['rows'], save=save)
         entry['complete'] = True
         save()
     for name, variant, max_train in jobs:

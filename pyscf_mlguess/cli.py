@@ -4,7 +4,7 @@
     pyscf-mlguess data stats --json [--root data]
     pyscf-mlguess train --train data/pbe_def2svp/train --valid data/pbe_def2svp/valid --out runs/pbe
     pyscf-mlguess finetune --molecules my_xyz/ --xc pbe --out runs/mine
-    pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe.pt
+    pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe-0.2.pt
 """
 
 import argparse
@@ -175,7 +175,7 @@ def build_parser():
     r.add_argument('weights', help='trained weights, e.g. runs/pbe/weights.pt')
     r.add_argument('--test', nargs='+', required=True, help='test folders, e.g. '
                    'data/pbe_def2svp/test')
-    r.add_argument('--out', required=True, help='e.g. weights/pbe.pt')
+    r.add_argument('--out', required=True, help='e.g. weights/pbe-0.2.pt')
     r.add_argument('--max-samples', type=int, default=None)
     r.set_defaults(func=_release)
     return p

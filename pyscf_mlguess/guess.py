@@ -8,8 +8,8 @@ UKS, ROKS, their density-fitted and second-order variants, and objects created b
 Attributes added to every SCF object (declared in ``_keys``):
 
 ``mlsr_predictor``
-    ``None`` (the pretrained model matching the functional), a path to weights, or a predictor
-    object (:mod:`pyscf_mlguess.model`).
+    ``None`` (the newest pretrained model matching the functional), a shipped version by name
+    (``'pbe-0.1'``), a path to weights, or a predictor object (:mod:`pyscf_mlguess.model`).
 ``mlsr_grid_spacing``, ``mlsr_grid_margin``
     The input box in Bohr for predictors that work on any box; ``None`` means the defaults in
     :mod:`pyscf_mlguess.config`.  A trained model fixes its own box (its weights say which), so
@@ -119,7 +119,7 @@ def _resolve_predictor(mf, predictor):
     if predictor is None or isinstance(predictor, str):
         predictor = load_predictor(mf, predictor)
     if not callable(predictor):
-        raise TypeError(f'mlsr_predictor must be None, a weights path or a predictor; got '
+        raise TypeError(f'mlsr_predictor must be None, a weights name or path, or a predictor; got '
                         f'{predictor!r}.')
     return predictor
 

@@ -30,6 +30,7 @@ a halo of the receptive field, which gives the untiled result.
 
 import hashlib
 import os
+import re
 from importlib import resources
 
 import numpy
@@ -89,10 +90,38 @@ def shipped_weights_folder():
         return resources.files('pyscf_mlguess').joinpath(os.pardir, 'weights')
 
 
+def _version_key(name, family):
+    """(0, 2) for ``pbe-0.2.pt`` of family ``pbe``; ``None`` for any other file name."""
+    m = re.fullmatch(re.escape(family) + r'-(\d+(?:\.\d+)*)\.pt', name)
+    return tuple(int(p) for p in m.group(1).split('.')) if m else None
+
+
+def _in_folder(folder, family):
+    """The weights of ``family`` in ``folder``: ``<family>.pt`` if there is one (a folder of the
+    user's own), else the newest version ``<family>-<version>.pt`` (the shipped folder), else
+    the path that was looked for."""
+    plain = os.path.join(folder, f'{family}.pt')
+    versions = [(key, name) for name in os.listdir(folder)
+                if (key := _version_key(name, family)) is not None]
+    if os.path.isfile(plain) or not versions:
+        return plain
+    return os.path.join(folder, max(versions)[1])
+
+
+def shipped_version(name):
+    """Path of the shipped weights file ``name`` (``'pbe-0.1'`` or ``'pbe-0.1.pt'``), or
+    ``None`` when the package ships no such file: how a user pins one version."""
+    name = name if name.endswith('.pt') else name + '.pt'
+    if os.sep in name or name not in _shipped_hashes():
+        return None
+    return str(shipped_weights_folder() / name)
+
+
 def find_weights(family, path=None):
     """Path of the weights for ``family``: ``path`` if given, else the file or folder named by
-    ``$PYSCF_MLGUESS_WEIGHTS``, else the weights shipped in the package.
+    ``$PYSCF_MLGUESS_WEIGHTS``, else the newest version shipped in the package.
 
+    In a folder, ``<family>.pt`` is taken if present, else the newest ``<family>-<version>.pt``.
     Raises :class:`WeightsNotFoundError` listing every place that was searched.
     """
     searched = []
@@ -104,7 +133,7 @@ def find_weights(family, path=None):
     else:
         candidates.append(str(shipped_weights_folder()))
     for cand in candidates:
-        target = os.path.join(cand, f'{family}.pt') if os.path.isdir(cand) else cand
+        target = _in_folder(cand, family) if os.path.isdir(cand) else cand
         searched.append(target)
         if os.path.isfile(target):
             return target
@@ -524,11 +553,14 @@ def load_predictor(mf, path=None, device=None):
     """The pretrained predictor for ``mf``'s functional (see :func:`weights_family`), on
     ``device`` (default :func:`default_device`).
 
-    Shipped weights are checked against the package's SHA-256 table; weights given by path or
-    ``$PYSCF_MLGUESS_WEIGHTS`` are the user's own and are loaded as they are.
+    ``path`` may name a shipped version (``'pbe-0.1'``) to pin it; by default the newest
+    shipped version of the family is used.  Shipped weights are checked against the package's
+    SHA-256 table; weights given by path or ``$PYSCF_MLGUESS_WEIGHTS`` are the user's own and
+    are loaded as they are.  Weights trained for the other family are used with a warning.
     """
-    target = find_weights(weights_family(mf), path)
-    shipped = path is None and not os.environ.get(config.WEIGHTS_ENV)
+    pinned = shipped_version(str(path)) if path is not None and not os.path.exists(path) else None
+    target = pinned or find_weights(weights_family(mf), path)
+    shipped = pinned is not None or (path is None and not os.environ.get(config.WEIGHTS_ENV))
     expected = None
     if shipped:
         expected = _shipped_hashes().get(os.path.basename(target))
@@ -538,4 +570,10 @@ def load_predictor(mf, path=None, device=None):
         from pyscf.lib import logger
         logger.warn(mf, 'mlsr: weights %s are not the shipped ones and are loaded without a '
                     'checksum check (SHA-256 %s)', target, sha256_of(target))
-    return CNNPredictor.from_file(target, expected, device=device)
+    predictor = CNNPredictor.from_file(target, expected, device=device)
+    trained = predictor.meta.get('xc')
+    if trained and xc_family(trained) != weights_family(mf):
+        from pyscf.lib import logger
+        logger.warn(mf, 'mlsr: weights %s were trained for %s, not for the %s family of this '
+                    'calculation', target, trained, weights_family(mf).upper())
+    return predictor

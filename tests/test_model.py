@@ -1,5 +1,7 @@
 """The network: layout, tiling, equivariance, charge conservation, weights files, the hook."""
 
+import pathlib
+
 import numpy
 import pytest
 import torch
@@ -290,6 +292,39 @@ def test_hybrids_look_for_the_b3lyp_weights(tmp_path, net, water, monkeypatch):
     monkeypatch.setenv(config.WEIGHTS_ENV, str(tmp_path))
     with pytest.raises(model.WeightsNotFoundError, match='b3lyp.pt'):
         model.load_predictor(dft.RKS(water, xc='b3lyp'))
+
+
+def test_a_folder_resolves_the_family_to_its_newest_version(tmp_path, net):
+    for version in ('0.1', '0.2', '0.10'):
+        _write(tmp_path, net, name=f'pbe-{version}.pt')
+    _write(tmp_path, net, name='b3lyp-0.3.pt', xc='b3lyp')
+    _write(tmp_path, net, name='pbe-0.9-old.pt')              # not a version name: ignored
+    assert pathlib.Path(model.find_weights('pbe', tmp_path)).name == 'pbe-0.10.pt'
+    assert pathlib.Path(model.find_weights('b3lyp', tmp_path)).name == 'b3lyp-0.3.pt'
+    _write(tmp_path, net)                                     # the user's own pbe.pt wins
+    assert pathlib.Path(model.find_weights('pbe', tmp_path)).name == 'pbe.pt'
+
+
+def test_the_family_name_resolves_to_the_newest_shipped_version(monkeypatch):
+    monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
+    for family in ('pbe', 'b3lyp'):
+        shipped = [n for n in model._shipped_hashes() if n.startswith(family + '-')]
+        newest = max(shipped, key=lambda n: model._version_key(n, family))
+        assert pathlib.Path(model.find_weights(family)).name == newest
+
+
+def test_a_shipped_version_can_be_pinned_by_name(water, tmp_path, monkeypatch):
+    monkeypatch.delenv(config.WEIGHTS_ENV, raising=False)
+    name = min(n for n in model._shipped_hashes() if n.startswith('pbe-'))
+    pinned = model.load_predictor(dft.RKS(water, xc='pbe'), name[:-len('.pt')])
+    assert pathlib.Path(pinned.source).name == name
+    assert model.shipped_version('pbe-9.9') is None and model.shipped_version('x/pbe-0.1') is None
+    mf = dft.RKS(water, xc='b3lyp')                 # the PBE weights for a hybrid: a warning
+    mf.mol = water.copy().build(verbose=3, output=str(tmp_path / 'log'))
+    mf.stdout, mf.verbose = mf.mol.stdout, 3
+    model.load_predictor(mf, name)
+    mf.stdout.flush()
+    assert 'were trained for pbe, not for the B3LYP family' in (tmp_path / 'log').read_text()
 
 
 def test_shipped_weights_must_be_in_the_hash_table(tmp_path, net, water, monkeypatch):

@@ -1,6 +1,6 @@
 """Release trained weights: measure them on the held-out test split and write the shipped file.
 
-    pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe.pt
+    pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe-0.2.pt
 
 For every test sample, against the converged density (the stored reference orbitals):
 
