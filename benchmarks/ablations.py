@@ -71,6 +71,10 @@ VARIANTS = {
     # What the first round (docs/training.md) points to: its three winners together.
     'wide-context-coulomb': ('32 channels, 8 voxels of context, the Coulomb term',
                              dict(arch=dict(BASE, channels=32), context=8, coulomb_weight=1.0)),
+    # The second round's best single change (output at 0.3 Bohr) with the first round's two.
+    'context-coulomb-0.3': ('16 channels, output at 0.3 Bohr, 8 voxels of context, the Coulomb '
+                            'term', dict(arch=dict(BASE, upsample=1), spacing=0.3, context=8,
+                                         coulomb_weight=1.0)),
 }
 PATCH, BATCH, STEPS_PER_EPOCH = 24, 4, 100
 
