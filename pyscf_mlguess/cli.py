@@ -50,6 +50,8 @@ def _train(args):
                 upsample=args.upsample, up_channels=args.up_channels)
     if args.levels:
         arch.update(levels=args.levels, level_blocks=args.level_blocks)
+    if args.elements:
+        arch.update(elements=args.elements.split(','))
     history = train(args.train, args.valid, args.out, arch=arch, epochs=args.epochs,
                     steps_per_epoch=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                     warmup=args.warmup, spacing=args.spacing, margin=args.margin,
@@ -57,7 +59,7 @@ def _train(args):
                     init_weights=args.init_weights, sitting_epochs=args.sitting_epochs,
                     max_minutes=args.max_minutes, context=args.context,
                     coulomb_weight=args.coulomb_weight, max_train=args.max_train,
-                    loader_workers=args.loader_workers)
+                    loader_workers=args.loader_workers, guess_valid=args.guess_valid)
     print(json.dumps(history[-1] if history else {}, indent=1))
 
 
@@ -136,12 +138,18 @@ def build_parser():
                    help='multi-scale branch depth (0: the flat residual stack)')
     t.add_argument('--level-blocks', type=int, default=2,
                    help='residual blocks per coarse level of the multi-scale branch')
+    t.add_argument('--elements', default=None,
+                   help='element channels: comma-separated symbols whose SAD densities are '
+                   'extra inputs (e.g. H,C,N,O,F)')
     t.add_argument('--context', type=int, default=0,
                    help='input voxels of context around each patch, outside the loss')
     t.add_argument('--coulomb-weight', type=float, default=0.0,
                    help='weight of the Coulomb error term in the loss (0: NMAE alone)')
     t.add_argument('--max-train', type=int, default=None,
                    help='first N training samples only (learning curves)')
+    t.add_argument('--guess-valid', type=int, default=0, metavar='N',
+                   help='after each epoch, the projected-guess NMAE of the first N validation '
+                   'samples (the proxy that ranks SCF cycles best)')
     t.add_argument('--loader-workers', type=int, default=1,
                    help='DataLoader processes that build the boxes (0: in this process)')
     t.add_argument('--spacing', type=float, default=None, help='target spacing, Bohr')

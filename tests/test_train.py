@@ -135,9 +135,25 @@ def test_train_command(water_set, tmp_path, capsys):
     assert main(['train', '--train', folder, '--valid', folder, '--out', str(tmp_path),
                  '--epochs', '1', '--steps', '2', '--batch', '1', '--patch', '8',
                  '--warmup', '1', '--channels', '4', '--blocks', '1', '--up-channels', '2',
-                 '--spacing', '0.2', '--margin', '3', '--cache', cache]) == 0
-    out = capsys.readouterr().out
-    assert '"valid_nmae"' in out and (tmp_path / 'weights.pt').exists()
+                 '--spacing', '0.2', '--margin', '3', '--cache', cache, '--elements', 'H,O',
+                 '--guess-valid', '1']) == 0
+    assert '"valid_guess_nmae"' in capsys.readouterr().out
+    history = json.loads(model.load_weights(tmp_path / 'weights.pt')[1]['history'])
+    assert 0 < history[-1]['valid_guess_nmae'] < 0.2 and 'valid_nmae' in history[-1]
+    assert model.load_weights(tmp_path / 'weights.pt')[0].arch['elements'] == ['H', 'O']
+
+
+def test_the_guess_proxy_of_a_silent_network_is_the_projected_sad_guess(water_set):
+    from pyscf_mlguess.data.dataset import DensityDataset
+    from pyscf_mlguess.model import ZeroPredictor
+    from pyscf_mlguess.train.loop import guess_nmae
+    from pyscf_mlguess.train.release import measure_sample
+    folder, cache = water_set
+    silent = model.DensitySR(**ARCH)                 # the tail starts at zero: delta_rho = 0
+    dataset = DensityDataset([folder], 0.2, 3.0, silent.upsample, cache_dir=cache)
+    expected = measure_sample(dataset.records[0], ZeroPredictor())['mlsr_guess']
+    assert guess_nmae(silent, dataset, 1) == pytest.approx(expected, rel=1e-6)
+    assert silent.training                           # the copy ran, not the model
 
 
 def test_finetune_on_xyz_files(tmp_path):

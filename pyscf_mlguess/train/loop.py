@@ -23,6 +23,7 @@ and the run's settings, so ``resume`` continues exactly.  CUDA is used when avai
 bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
 """
 
+import copy
 import itertools
 import json
 import math
@@ -187,18 +188,32 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
     return out
 
 
+def guess_nmae(model, dataset, n):
+    """Mean NMAE of the projected 'mlsr' guess (PySCF's integration grid, as the release and the
+    ablations measure it) on the first ``n`` samples of ``dataset``: the proxy that ranks SCF
+    cycles best (docs/training.md).  A copy of ``model`` runs on CPU."""
+    from pyscf_mlguess.model import CNNPredictor
+    from pyscf_mlguess.train.release import measure_sample
+    meta = {'input_spacing': dataset.spacing * model.upsample, 'margin': dataset.margin}
+    predictor = CNNPredictor(copy.deepcopy(model).cpu(), meta, device='cpu')
+    return float(numpy.mean([measure_sample(r, predictor)['mlsr_guess']
+                             for r in dataset.records[:n]]))
+
+
 def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epoch=200,
           batch=4, patch=24, lr=1e-3, weight_decay=1e-4, warmup=100, spacing=None,
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
-          coulomb_weight=0.0, max_train=None, loader_workers=1):
+          coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
     epochs or the first epoch that ends past ``max_minutes``, and the same call again resumes.
     ``max_train`` keeps the first that many training samples (in the data's fixed order: the
     points of a learning curve); ``context``, ``coulomb_weight`` and ``loader_workers`` (0:
-    boxes are built in this process) are described in the module docstring.  The settings that
+    boxes are built in this process) are described in the module docstring.  ``guess_valid``
+    > 0 adds, after each epoch, the projected-guess NMAE of the first that many validation
+    samples (:func:`guess_nmae`; about a second of PySCF per molecule).  The settings that
     shape the run are stored in the checkpoint, and resuming with other ones is refused; the
     training data may grow between sittings (each epoch records how many samples it drew
     from).
@@ -297,6 +312,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             if len(valid_set):
                 (entry['valid_nmae'], entry['valid_nmae_sad'], entry['valid_coulomb'],
                  entry['valid_coulomb_sad']) = evaluate(model, valid_set, device, coulomb=True)
+                if guess_valid:
+                    entry['valid_guess_nmae'] = guess_nmae(model, valid_set, guess_valid)
             history.append(entry)
             torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
                         'scheduler': sched.state_dict(),
