@@ -222,3 +222,23 @@ def test_built_in_sets_are_molecules_with_their_charge_and_spin(run_scf, name):
             assert entry['charge'] == 0 and entry['spin'] > 0
         elif name == 'main_group':
             assert entry['spin'] == 0 and elements - {'H', 'C', 'N', 'O', 'F'}
+
+
+def test_the_training_curve_recovers_a_power_law(tmp_path):
+    spec = importlib.util.spec_from_file_location('training_curve',
+                                                  ROOT / 'benchmarks' / 'training_curve.py')
+    tc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tc)
+    steps_per_epoch = 100
+    history = [{'epoch': e, 'valid_nmae': 0.1 * e**-0.5,
+                'valid_guess_nmae': None if e == 2 else 0.02 * e**-0.25} for e in range(1, 9)]
+    result = tc.curve(history, {'steps_per_epoch': steps_per_epoch})
+    box = result['measures']['valid_nmae']['trend']
+    assert box['slope'] == pytest.approx(-0.5)
+    # 0.1 (s / 100)^-0.5 = 0.015  ->  s = 100 (0.1 / 0.015)^2
+    assert box['steps_for_target'] == pytest.approx(100 * (0.1 / 0.015)**2)
+    assert result['measures']['valid_guess_nmae']['trend']['slope'] == pytest.approx(-0.25)
+    text = tc.report(result, 'run')
+    assert '| 200 | ' in text and 'steps^-0.50' in text
+    tc.plot(result, tmp_path / 'run.png', 'run')
+    assert (tmp_path / 'run.png').stat().st_size > 0
