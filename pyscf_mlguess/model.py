@@ -140,7 +140,8 @@ def find_weights(family, path=None):
     raise WeightsNotFoundError(
         f"No pretrained mlsr weights for the {family.upper()} family (searched: "
         f"{', '.join(searched)}), so init_guess='mlsr' cannot run; set mf.mlsr_predictor to "
-        f"a weights file or a predictor of your own, or point ${config.WEIGHTS_ENV} to a "
+        f"a shipped version ({', '.join(sorted(_shipped_hashes())) or 'none shipped'}), a "
+        f"weights file or a predictor of your own, or point ${config.WEIGHTS_ENV} to a "
         f"weights file or folder.")
 
 

@@ -319,6 +319,8 @@ def test_a_shipped_version_can_be_pinned_by_name(water, tmp_path, monkeypatch):
     pinned = model.load_predictor(dft.RKS(water, xc='pbe'), name[:-len('.pt')])
     assert pathlib.Path(pinned.source).name == name
     assert model.shipped_version('pbe-9.9') is None and model.shipped_version('x/pbe-0.1') is None
+    with pytest.raises(model.WeightsNotFoundError, match=f'a shipped version \\(.*{name}'):
+        model.load_predictor(dft.RKS(water, xc='pbe'), 'pbe-9.9')
     mf = dft.RKS(water, xc='b3lyp')                 # the PBE weights for a hybrid: a warning
     mf.mol = water.copy().build(verbose=3, output=str(tmp_path / 'log'))
     mf.stdout, mf.verbose = mf.mol.stdout, 3
