@@ -201,21 +201,31 @@ def spearman(a, b):
     return float(spearmanr(a, b).statistic)
 
 
+def is_curve_run(name, res):
+    """A learning-curve point (run ``<variant>-n<N>``), not a variant of the ablation table."""
+    return res.get('variant', name) != name
+
+
 def curve_points(results):
-    """(samples, mean projected-guess NMAE, mean box NMAE) of the learning-curve runs."""
-    pts = [(res['max_train'], statistics.mean(r['guess_nmae'] for r in res['rows']
-                                              if 'guess_nmae' in r),
+    """The variant of the learning-curve runs and its points (training samples, mean
+    projected-guess NMAE, mean box NMAE): the curve runs and the variant's own run."""
+    variants = {res['variant'] for name, res in results.items() if is_curve_run(name, res)}
+    if not variants:
+        return None, []
+    variant = sorted(variants)[0]
+    pts = [(res['history'][-1]['train_samples'],
+            statistics.mean(r['guess_nmae'] for r in res['rows'] if 'guess_nmae' in r),
             statistics.mean(r['box_nmae'] for r in res['rows']))
-           for res in results.values() if res.get('max_train')]
-    return sorted(pts)
+           for name, res in results.items() if res.get('variant', name) == variant]
+    return variant, sorted(pts)
 
 
 def curve_report(results, plot_path=None):
     import numpy
-    pts = curve_points(results)
+    variant, pts = curve_points(results)
     if not pts:
         return []
-    lines = ['', 'Learning curve (one variant, the same CPU budget, the first N training samples):',
+    lines = ['', f'Learning curve ({variant}, the same CPU budget, the first N training samples):',
              '', '| training samples | projected-guess NMAE | box NMAE |', '|---|---|---|']
     lines += [f'| {n} | {g:.4f} | {b:.4f} |' for n, g, b in pts]
     fits = {}
@@ -254,7 +264,7 @@ def report(results):
              'cycles mlsr / minao (sum) | median ratio |', '|' + '---|' * 11]
     pooled = []
     for name, res in results.items():
-        if res.get('max_train'):
+        if is_curve_run(name, res):
             continue                                     # learning-curve points: below
         rows = res['rows']
         g = [r['guess_nmae'] for r in rows if 'guess_nmae' in r]
@@ -354,8 +364,8 @@ def main():
         if len(history) < plan['epochs']:
             break                                           # stopped early: resume later
         entry = results.setdefault(name, {'rows': []})
-        entry.update(what=what, kwargs=kwargs, plan=plan, max_train=max_train, history=history,
-                     complete=False)
+        entry.update(what=what, variant=variant, kwargs=kwargs, plan=plan, max_train=max_train,
+                     history=history, complete=False)
         measure_variant(name, args.n_guess, args.n_cycles, args.cache, rows=entry['rows'],
                         save=save)
         entry['complete'] = True
