@@ -53,6 +53,7 @@ RUNS = ROOT / 'runs' / 'ablations'
 DATA = ROOT / 'data' / 'pbe_def2svp'
 
 BASE = dict(channels=16, blocks=4)
+ELEMENTS = ['H', 'C', 'N', 'O', 'F']
 #: name -> (what it tests, train() keyword arguments); ``arch`` extends the default network.
 VARIANTS = {
     'flat': ('today\'s flat residual stack (16 channels, 4 blocks)', dict(arch=BASE)),
@@ -65,7 +66,7 @@ VARIANTS = {
     'wide': ('32 channels, 4 blocks', dict(arch=dict(BASE, channels=32))),
     'deep': ('16 channels, 8 blocks', dict(arch=dict(BASE, blocks=8))),
     'elements': ('element channels: the SAD density of H, C, N, O, F atoms as fractions',
-                 dict(arch=dict(BASE, elements=['H', 'C', 'N', 'O', 'F']))),
+                 dict(arch=dict(BASE, elements=ELEMENTS))),
     'out-0.3': ('output at 0.3 Bohr (no sub-voxel upsampling)',
                 dict(arch=dict(BASE, upsample=1), spacing=0.3)),
     # What the first round (docs/training.md) points to: its three winners together.
@@ -75,6 +76,9 @@ VARIANTS = {
     'context-coulomb-0.3': ('16 channels, output at 0.3 Bohr, 8 voxels of context, the Coulomb '
                             'term', dict(arch=dict(BASE, upsample=1), spacing=0.3, context=8,
                                          coulomb_weight=1.0)),
+    'elements-context-coulomb-0.3': ('the above with element channels',
+                                     dict(arch=dict(BASE, upsample=1, elements=ELEMENTS),
+                                          spacing=0.3, context=8, coulomb_weight=1.0)),
 }
 PATCH, BATCH, STEPS_PER_EPOCH = 24, 4, 100
 
