@@ -559,6 +559,7 @@ def load_predictor(mf, path=None, device=None):
     SHA-256 table; weights given by path or ``$PYSCF_MLGUESS_WEIGHTS`` are the user's own and
     are loaded as they are.  Weights trained for the other family are used with a warning.
     """
+    from pyscf.lib import logger
     pinned = shipped_version(str(path)) if path is not None and not os.path.exists(path) else None
     target = pinned or find_weights(weights_family(mf), path)
     shipped = pinned is not None or (path is None and not os.environ.get(config.WEIGHTS_ENV))
@@ -568,13 +569,11 @@ def load_predictor(mf, path=None, device=None):
         if expected is None:
             raise WeightsFileError(f'{target} is not listed in the package SHA256SUMS table.')
     else:
-        from pyscf.lib import logger
         logger.warn(mf, 'mlsr: weights %s are not the shipped ones and are loaded without a '
                     'checksum check (SHA-256 %s)', target, sha256_of(target))
     predictor = CNNPredictor.from_file(target, expected, device=device)
     trained = predictor.meta.get('xc')
     if trained and xc_family(trained) != weights_family(mf):
-        from pyscf.lib import logger
         logger.warn(mf, 'mlsr: weights %s were trained for %s, not for the %s family of this '
                     'calculation', target, trained, weights_family(mf).upper())
     return predictor
