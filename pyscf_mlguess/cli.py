@@ -44,14 +44,22 @@ def _data_stats(args):
                   f"elements {' '.join(s['elements'])}")
 
 
+#: the network's options of ``pyscf-mlguess train`` and their defaults (a new network)
+ARCH_DEFAULTS = dict(channels=16, blocks=4, kernel=3, upsample=2, up_channels=4, levels=0,
+                     level_blocks=2)
+
+
 def _train(args):
     from pyscf_mlguess.train.loop import train
-    arch = dict(channels=args.channels, blocks=args.blocks, kernel=args.kernel,
-                upsample=args.upsample, up_channels=args.up_channels)
-    if args.levels:
-        arch.update(levels=args.levels, level_blocks=args.level_blocks)
+    given = {k: getattr(args, k) for k in ARCH_DEFAULTS if getattr(args, k) is not None}
     if args.elements:
-        arch.update(elements=args.elements.split(','))
+        given['elements'] = args.elements.split(',')
+    if args.init_weights:               # the weights fix the network; a differing ask is refused
+        arch = given or None
+    else:
+        arch = dict(ARCH_DEFAULTS, **given)
+        if not arch['levels']:
+            del arch['levels'], arch['level_blocks']
     history = train(args.train, args.valid, args.out, arch=arch, epochs=args.epochs,
                     steps_per_epoch=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                     warmup=args.warmup, spacing=args.spacing, margin=args.margin,
@@ -120,7 +128,9 @@ def build_parser():
                    'data/pbe_def2svp/train')
     t.add_argument('--valid', nargs='+', default=[], help='validation folders')
     t.add_argument('--out', required=True, help='run folder: checkpoint.pt and weights.pt')
-    t.add_argument('--init-weights', default=None, help='start from these weights')
+    t.add_argument('--init-weights', default=None,
+                   help='start from these weights; they fix the network and its box (leave the '
+                   'network options, --spacing and --margin unset)')
     t.add_argument('--epochs', type=int, default=10)
     t.add_argument('--steps', type=int, default=200, help='optimiser steps per epoch')
     t.add_argument('--batch', type=int, default=4, help='patches per step')
@@ -129,14 +139,15 @@ def build_parser():
                    help='peak learning rate (default 1e-3, the shipped weights\' recipe; 2e-3 '
                    'made them worse than SAD, docs/training.md)')
     t.add_argument('--warmup', type=int, default=100)
-    t.add_argument('--channels', type=int, default=16)
-    t.add_argument('--blocks', type=int, default=4)
-    t.add_argument('--kernel', type=int, default=3)
-    t.add_argument('--upsample', type=int, default=2)
-    t.add_argument('--up-channels', type=int, default=4)
-    t.add_argument('--levels', type=int, default=0,
+    t.add_argument('--channels', type=int, default=None,
+                   help='default 16 (network options: defaults in ARCH_DEFAULTS)')
+    t.add_argument('--blocks', type=int, default=None)
+    t.add_argument('--kernel', type=int, default=None)
+    t.add_argument('--upsample', type=int, default=None)
+    t.add_argument('--up-channels', type=int, default=None)
+    t.add_argument('--levels', type=int, default=None,
                    help='multi-scale branch depth (0: the flat residual stack)')
-    t.add_argument('--level-blocks', type=int, default=2,
+    t.add_argument('--level-blocks', type=int, default=None,
                    help='residual blocks per coarse level of the multi-scale branch')
     t.add_argument('--elements', default=None,
                    help='element channels: comma-separated symbols whose SAD densities are '

@@ -129,6 +129,24 @@ def test_multiscale_coulomb_context_run_and_refused_resume(water_set, tmp_path):
               **dict(params, coulomb_weight=0.5))
 
 
+def test_fine_tuning_keeps_the_box_and_network_of_its_weights(water_set, tmp_path):
+    folder, cache = water_set
+    start = tmp_path / 'start'
+    train([folder], [folder], str(start), epochs=1, cache_dir=cache,
+          **dict(SMALL, arch=dict(ARCH, upsample=1)))
+    weights = start / 'weights.pt'
+    out = tmp_path / 'tuned'
+    train([folder], [folder], str(out), epochs=1, cache_dir=cache, init_weights=str(weights),
+          **dict(SMALL, arch=None, spacing=None, margin=None))
+    meta = model.load_weights(out / 'weights.pt')[1]
+    assert (meta['output_spacing'], meta['input_spacing'], meta['margin']) == (0.2, 0.2, 3.0)
+    for asked in (dict(arch={'upsample': 2}), dict(spacing=0.15), dict(margin=5.0)):
+        with pytest.raises(ValueError, match='fixes the network and its box'):
+            train([folder], [folder], str(tmp_path / 'bad'), epochs=1, cache_dir=cache,
+                  init_weights=str(weights),
+                  **{**SMALL, 'arch': None, 'spacing': None, 'margin': None, **asked})
+
+
 def test_train_command(water_set, tmp_path, capsys):
     from pyscf_mlguess.cli import main
     folder, cache = water_set

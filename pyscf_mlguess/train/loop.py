@@ -200,6 +200,22 @@ def guess_nmae(model, dataset, n):
                              for r in dataset.records[:n]]))
 
 
+def _as_trained(path, model, meta, arch, spacing, margin):
+    """The box (target spacing, margin) that weights ``path`` were trained on, which fine-tuning
+    keeps: a network's filters are tied to its voxel size.  ``arch``, ``spacing`` or ``margin``
+    asked for that differ from the weights' are refused, not ignored."""
+    trained = {'spacing': meta.get('output_spacing'), 'margin': meta.get('margin')}
+    asked = dict(arch or {}, spacing=spacing, margin=margin)
+    differ = [f'{k} {v} (the weights have {dict(model.arch, **trained).get(k)})'
+              for k, v in asked.items()
+              if v is not None and dict(model.arch, **trained).get(k) not in (None, v)]
+    if differ:
+        raise ValueError(f'{path} fixes the network and its box; asked for {", ".join(differ)}. '
+                         f'Leave them unset to fine-tune, or train a new network from scratch.')
+    return (spacing if spacing is not None else trained['spacing'],
+            margin if margin is not None else trained['margin'])
+
+
 def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epoch=200,
           batch=4, patch=24, lr=1e-3, weight_decay=1e-4, warmup=100, spacing=None,
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
@@ -226,7 +242,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)
     if init_weights is not None:              # fine-tuning starts from existing weights
-        model = load_weights(init_weights)[0]
+        model, meta = load_weights(init_weights)
+        spacing, margin = _as_trained(init_weights, model, meta, arch, spacing, margin)
     else:
         model = DensitySR(**(arch or {}))
     arch = model.arch
