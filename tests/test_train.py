@@ -140,7 +140,8 @@ def test_fine_tuning_keeps_the_box_and_network_of_its_weights(water_set, tmp_pat
           **dict(SMALL, arch=None, spacing=None, margin=None))
     meta = model.load_weights(out / 'weights.pt')[1]
     assert (meta['output_spacing'], meta['input_spacing'], meta['margin']) == (0.2, 0.2, 3.0)
-    for asked in (dict(arch={'upsample': 2}), dict(spacing=0.15), dict(margin=5.0)):
+    for asked in (dict(arch={'upsample': 2}), dict(arch={'levels': 2}), dict(spacing=0.15),
+                  dict(margin=5.0)):
         with pytest.raises(ValueError, match='fixes the network and its box'):
             train([folder], [folder], str(tmp_path / 'bad'), epochs=1, cache_dir=cache,
                   init_weights=str(weights),

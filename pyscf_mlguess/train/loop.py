@@ -205,10 +205,10 @@ def _as_trained(path, model, meta, arch, spacing, margin):
     keeps: a network's filters are tied to its voxel size.  ``arch``, ``spacing`` or ``margin``
     asked for that differ from the weights' are refused, not ignored."""
     trained = {'spacing': meta.get('output_spacing'), 'margin': meta.get('margin')}
+    have = dict({'levels': 0, 'elements': None}, **model.arch, **trained)   # flat, no channels
     asked = dict(arch or {}, spacing=spacing, margin=margin)
-    differ = [f'{k} {v} (the weights have {dict(model.arch, **trained).get(k)})'
-              for k, v in asked.items()
-              if v is not None and dict(model.arch, **trained).get(k) not in (None, v)]
+    differ = [f'{k} {v} (the weights have {have.get(k)})' for k, v in asked.items()
+              if v is not None and have.get(k) != v]
     if differ:
         raise ValueError(f'{path} fixes the network and its box; asked for {", ".join(differ)}. '
                          f'Leave them unset to fine-tune, or train a new network from scratch.')
