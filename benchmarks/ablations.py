@@ -155,7 +155,8 @@ def measure_variant(name, n_guess, n_cycles, cache, weights=None, rows=None, sav
         item = valid[i]
         sad = item['sad']
         with torch.inference_mode():
-            pred = conserve_charge(predict_tiled(net, sad), sad)
+            pred = conserve_charge(predict_tiled(net, sad), sad, -item['charge'],
+                                   item['voxel_volume'])
         ref = item['delta_rho'][0]
         n = item['n_electrons']
         err = (pred - ref).double().numpy()
@@ -349,12 +350,13 @@ def main():
             os.replace(tmp, path)
 
     if args.shipped and not args.report_only and not results.get('shipped', {}).get('complete'):
+        from pyscf_mlguess.model import shipped_version
         mine.add('shipped')
         entry = results.setdefault('shipped', {
             'what': f'weights/pbe-0.1.pt, {args.shipped} validation molecules',
             'rows': [], 'complete': False})
         measure_variant('shipped', args.shipped, args.shipped, args.cache,
-                        weights=ROOT / 'weights' / 'pbe-0.1.pt', rows=entry['rows'], save=save)
+                        weights=shipped_version('pbe-0.1'), rows=entry['rows'], save=save)
         entry['complete'] = True
         save()
     for name, variant, max_train in jobs:

@@ -323,21 +323,41 @@ class DensitySR(nn.Module):
         return out
 
 
-def conserve_charge(delta_rho, rho_sad):
-    """Remove the net charge of a predicted correction in proportion to the SAD density (each
-    input voxel's value spread over its sub-voxels), so the total density keeps exactly N
-    electrons and the compensation sits where the electrons are, not in the vacuum.
-    ``rho_sad``: (D, H, W), or (C, D, H, W) with the total in channel 0."""
+#: An ion's net charge goes where the SAD density exceeds about this (e/Bohr^3): weight
+#: rho / (rho + ION_CHARGE_DENSITY), flat inside the molecule and fading at its surface
+#: (docs/design.md, "Ions").
+ION_CHARGE_DENSITY = 0.003
+
+
+def _on_output_grid(weight, f):
+    for axis in range(-3, 0):
+        weight = weight.repeat_interleave(f, dim=axis)
+    return weight
+
+
+def conserve_charge(delta_rho, rho_sad, electrons=0.0, voxel_volume=1.0):
+    """Give a predicted correction the net charge ``electrons``: the molecule's electrons minus
+    the SAD's (``-mol.charge``; SAD densities are of neutral atoms).
+
+    Whatever net charge the network predicts is removed in proportion to the SAD density, where
+    the electrons are (its residual is mostly core-like: removing it uniformly doubles the guess
+    error of neutral molecules); an ion's ``electrons`` are then spread nearly uniformly over
+    the molecule (:data:`ION_CHARGE_DENSITY`), as an extra electron or a hole sits in the
+    valence shell, not in the cores.  Each input voxel's weight is spread over its sub-voxels.
+    ``voxel_volume``: of ``delta_rho``'s voxels (Bohr^3).  ``rho_sad``: (D, H, W), or
+    (C, D, H, W) with the total in channel 0."""
     if rho_sad.ndim == 4:
         rho_sad = rho_sad[0]
     f = delta_rho.shape[-1] // rho_sad.shape[-1]
-    weight = rho_sad.clamp(min=0)
-    for axis in range(-3, 0):
-        weight = weight.repeat_interleave(f, dim=axis)
-    norm = weight.sum()
+    rho = rho_sad.clamp(min=0)
+    norm = rho.sum() * f**3
     if norm == 0:
         return delta_rho
-    return delta_rho - weight * (delta_rho.sum() / norm)
+    delta_rho = delta_rho - _on_output_grid(rho, f) * (delta_rho.sum() / norm)
+    if electrons:
+        ion = _on_output_grid(rho / (rho + ION_CHARGE_DENSITY), f)
+        delta_rho = delta_rho + ion * (electrons / voxel_volume / ion.sum())
+    return delta_rho
 
 
 def predict_tiled(model, rho_sad, tile=None):
@@ -478,8 +498,9 @@ def load_weights(path, expected_sha256=None):
 
 
 class CNNPredictor:
-    """The trained network as a predictor: SAD box in, charge-conserving delta_rho out on the
-    box refined ``model.upsample`` times.
+    """The trained network as a predictor: SAD box in, delta_rho out on the box refined
+    ``model.upsample`` times, its net charge set so that SAD + delta_rho holds the molecule's
+    electrons (:func:`conserve_charge`; the SAD is of neutral atoms, so ions differ).
 
     On CPU the network runs in the channels-last layout (oneDNN's fast path for 3D convolutions)
     with as many threads as PySCF uses (``lib.num_threads()``), so the guess honours the same
@@ -534,15 +555,16 @@ class CNNPredictor:
     def __call__(self, mol, grid, rho_sad):
         from pyscf import lib
         x = torch.as_tensor(numpy.asarray(rho_sad), dtype=torch.float32, device=self.device)
+        out_grid = grid.refine(self.model.upsample) if self.model.upsample > 1 else grid
         threads = torch.get_num_threads()
         if self.device.type == 'cpu':
             torch.set_num_threads(lib.num_threads())
         try:
             with torch.inference_mode():
-                delta = conserve_charge(predict_tiled(self.model, x, self.tile), x)
+                delta = predict_tiled(self.model, x, self.tile)
+                delta = conserve_charge(delta, x, -mol.charge, out_grid.voxel_volume)
         finally:
             torch.set_num_threads(threads)
-        out_grid = grid.refine(self.model.upsample) if self.model.upsample > 1 else grid
         return DensityField(delta.double().cpu().numpy(), out_grid)
 
     def __repr__(self):

@@ -109,6 +109,28 @@ def test_conserve_charge():
     assert float(out[0, 0, 2]) == pytest.approx(0.01)
     assert 0.01 - float(out[3, 3, 3]) == pytest.approx(3 * (0.01 - float(out[0, 0, 0])),
                                                          rel=1e-5)
+    # an anion's extra electron (voxels of 0.5^3 Bohr^3): the correction holds it, spread
+    # evenly where the SAD has electrons (valence-like), not 3x more in the denser voxel
+    ion = model.conserve_charge(delta, rho_sad, electrons=1.0, voxel_volume=0.125) - out
+    assert float(ion.sum()) * 0.125 == pytest.approx(1.0, rel=1e-5)
+    assert float(ion[0, 0, 2]) == 0
+    assert float(ion[3, 3, 3]) == pytest.approx(float(ion[0, 0, 0]), rel=0.01)
+    assert float(ion[0, 0, 0]) * 0.125 * 16 == pytest.approx(1.0, rel=0.01)
+
+
+@pytest.mark.parametrize('charge', [-1, 1])
+def test_the_predicted_field_holds_the_ions_electrons(net, charge):
+    """SAD densities are of neutral atoms: the field supplies the ion's charge, so SAD + field
+    holds the molecule's electron count whatever the network predicts."""
+    from pyscf_mlguess.grid import make_grid, sad_density_on_grid
+    mol = gto.M(atom='O 0 0 0; H 0 0 1.8', unit='Bohr', basis='def2-svp', charge=charge,
+                verbose=0)                                     # hydroxide, OH+
+    predictor = model.CNNPredictor(net, {'input_spacing': 0.4, 'margin': 4.0}, device='cpu')
+    grid = make_grid(mol, 0.4, 4.0)
+    rho_sad = sad_density_on_grid(mol, grid)
+    field = predictor(mol, grid, rho_sad)
+    assert float(abs(field.values).max()) > 1e-3                  # the network did predict
+    assert field.charge == pytest.approx(-charge, abs=1e-4)
 
 
 def _write(tmp_path, net, name='pbe.pt', **meta):

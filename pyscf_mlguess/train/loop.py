@@ -172,7 +172,8 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
         for i in range(len(dataset)):
             item = dataset[i]
             sad = item['sad'].to(device)
-            pred = conserve_charge(predict_tiled(model, sad, tile), sad)
+            pred = conserve_charge(predict_tiled(model, sad, tile), sad, -item['charge'],
+                                   item['voxel_volume'])
             ref = item['delta_rho'][0].to(device)
             n = item['n_electrons']
             errs.append(float(nmae(pred, ref, item['voxel_volume'], n)))
