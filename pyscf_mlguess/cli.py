@@ -126,7 +126,8 @@ def build_parser():
     t = sub.add_parser('train', help='train the density network (resumes from OUT/checkpoint.pt)')
     t.add_argument('--train', nargs='+', required=True, help='dataset folders, e.g. '
                    'data/pbe_def2svp/train')
-    t.add_argument('--valid', nargs='+', default=[], help='validation folders')
+    t.add_argument('--valid', nargs='+', default=[], help='validation folders, each measured on '
+                   'its own (the first gives the headline figures)')
     t.add_argument('--out', required=True, help='run folder: checkpoint.pt and weights.pt')
     t.add_argument('--init-weights', default=None,
                    help='start from these weights; they fix the network and its box (leave the '

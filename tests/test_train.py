@@ -129,6 +129,20 @@ def test_multiscale_coulomb_context_run_and_refused_resume(water_set, tmp_path):
               **dict(params, coulomb_weight=0.5))
 
 
+def test_each_validation_folder_is_measured_on_its_own(water_set, tmp_path):
+    import shutil
+    folder, cache = water_set
+    other = str(tmp_path / 'pbe_def2svp_derived' / 'valid')
+    shutil.copytree(folder, other)
+    history = train([folder], [other, folder], str(tmp_path / 'run'), epochs=1,
+                    cache_dir=cache, loader_workers=0, **SMALL)
+    by_folder = history[-1]['valid_by_folder']
+    assert list(by_folder) == [other, folder]
+    assert history[-1]['valid_nmae'] == by_folder[other]['valid_nmae'] > 0
+    assert by_folder[folder]['valid_coulomb'] == pytest.approx(by_folder[other]['valid_coulomb'])
+    assert model.load_weights(tmp_path / 'run' / 'weights.pt')[1]['valid_samples'] == 2
+
+
 def test_fine_tuning_keeps_the_box_and_network_of_its_weights(water_set, tmp_path):
     folder, cache = water_set
     start = tmp_path / 'start'

@@ -189,6 +189,15 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
     return out
 
 
+def _validate(model, valid_set, device, guess_valid):
+    """One epoch's validation figures on one validation set."""
+    out = dict(zip(('valid_nmae', 'valid_nmae_sad', 'valid_coulomb', 'valid_coulomb_sad'),
+                   evaluate(model, valid_set, device, coulomb=True)))
+    if guess_valid:
+        out['valid_guess_nmae'] = guess_nmae(model, valid_set, guess_valid)
+    return out
+
+
 def guess_nmae(model, dataset, n):
     """Mean NMAE of the projected 'mlsr' guess (PySCF's integration grid, as the release and the
     ablations measure it) on the first ``n`` samples of ``dataset``: the proxy that ranks SCF
@@ -230,10 +239,12 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     points of a learning curve); ``context``, ``coulomb_weight`` and ``loader_workers`` (0:
     boxes are built in this process) are described in the module docstring.  ``guess_valid``
     > 0 adds, after each epoch, the projected-guess NMAE of the first that many validation
-    samples (:func:`guess_nmae`; about a second of PySCF per molecule).  The settings that
-    shape the run are stored in the checkpoint, and resuming with other ones is refused; the
-    training data may grow between sittings (each epoch records how many samples it drew
-    from).
+    samples (:func:`guess_nmae`; about a second of PySCF per molecule).  Each validation
+    folder is measured on its own (``valid_by_folder`` when there are several; the first
+    folder's figures are the epoch's ``valid_*``), on at most ``max_valid`` samples.  The
+    settings that shape the run are stored in the checkpoint, and resuming with other ones is
+    refused; the training data may grow between sittings (each epoch records how many samples
+    it drew from).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -253,9 +264,13 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     elements = arch.get('elements')
     train_set = DensityDataset(train_folders, spacing, margin, upsample, cache_dir=cache_dir,
                                elements=elements)
-    valid_set = DensityDataset(valid_folders, spacing, margin, upsample, cache_dir=cache_dir,
-                               elements=elements)
-    valid_set.records = valid_set.records[:max_valid]
+    # one validation set per folder (QM9 and derived molecules are measured apart), each of at
+    # most max_valid samples; the first folder's figures are the run's headline
+    valid_sets = {}
+    for folder in valid_folders:
+        valid_sets[str(folder)] = DensityDataset([folder], spacing, margin, upsample,
+                                                 cache_dir=cache_dir, elements=elements)
+        valid_sets[str(folder)].records = valid_sets[str(folder)].records[:max_valid]
     if max_train is not None:
         train_set.records = train_set.records[:max_train]
     if not len(train_set):
@@ -327,11 +342,12 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                  'train_samples': len(train_set),
                  'seconds': time.perf_counter() - t0}
         if rank == 0:
-            if len(valid_set):
-                (entry['valid_nmae'], entry['valid_nmae_sad'], entry['valid_coulomb'],
-                 entry['valid_coulomb_sad']) = evaluate(model, valid_set, device, coulomb=True)
-                if guess_valid:
-                    entry['valid_guess_nmae'] = guess_nmae(model, valid_set, guess_valid)
+            by_folder = {folder: _validate(model, valid_set, device, guess_valid)
+                         for folder, valid_set in valid_sets.items() if len(valid_set)}
+            if by_folder:
+                entry.update(next(iter(by_folder.values())))
+            if len(by_folder) > 1:
+                entry['valid_by_folder'] = by_folder
             history.append(entry)
             torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
                         'scheduler': sched.state_dict(),
@@ -352,7 +368,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 'elements': sorted({e for r in train_set.records for e in r['elements']}),
                 'charges': sorted({int(r['charge']) for r in train_set.records}),
                 'spins': sorted({int(r['spin']) for r in train_set.records}),
-                'train_samples': len(train_set), 'valid_samples': len(valid_set),
+                'train_samples': len(train_set),
+                'valid_samples': sum(len(v) for v in valid_sets.values()),
                 'train_folders': [str(f) for f in train_folders],
                 'history': json.dumps(history), 'recipe': json.dumps(recipe),
                 'valid_nmae': history[-1].get('valid_nmae') if history else None}
