@@ -1,0 +1,99 @@
+"""Where an ion's charge goes in the predicted field: the guess NMAE of each placement.
+
+    python benchmarks/ion_charge.py            # ions of the derived training data
+    python benchmarks/ion_charge.py --neutral  # control: QM9 validation molecules
+
+SAD densities are of neutral atoms, so for an ion the predicted correction must carry the charge
+(:func:`pyscf_mlguess.model.conserve_charge`).  Placements compared (the network's own net
+charge is always removed in proportion to the SAD density first, except in ``one*``):
+
+* ``zero``: the ion's charge left out (the field is neutral; the projection's aufbau alone
+  sets the electron count, as minao does);
+* ``sad``: the charge in proportion to the SAD density (mostly in the atomic cores);
+* ``sat<g>``: the charge with weight rho / (rho + g), near-uniform inside the molecule;
+* ``one<g>`` (``--neutral``): the network's net charge itself removed with rho / (rho + g).
+
+The weights are the shipped PBE ones, used outside their domain.  The projected guess is
+measured against the stored reference density (PySCF's default integration grid).  Rows go to
+``benchmarks/results/ion_charge/{ions,neutral}.json``.  Selection is on training molecules.
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+
+from pyscf import dft
+
+import pyscf_mlguess.model as model
+from pyscf_mlguess.data import store
+from pyscf_mlguess.data.dataset import molecule_of
+from pyscf_mlguess.guess import init_guess_by_mlsr
+from pyscf_mlguess.metrics import default_grids, density_nmae
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / 'benchmarks' / 'results' / 'ion_charge'
+CONSERVE = model.conserve_charge
+
+
+def _weight(rho_sad, f, g):
+    r = (rho_sad[0] if rho_sad.ndim == 4 else rho_sad).clamp(min=0)
+    w = r if g is None else r / (r + g)
+    for axis in range(-3, 0):
+        w = w.repeat_interleave(f, dim=axis)
+    return w
+
+
+def placement(kind, g=None):
+    """A conserve_charge stand-in for one placement (see the module docstring)."""
+    def conserve(delta, rho_sad, electrons=0.0, voxel_volume=1.0):
+        f = delta.shape[-1] // rho_sad.shape[-1]
+        if kind == 'one':
+            w = _weight(rho_sad, f, g)
+            return delta - w * ((delta.sum() - electrons / voxel_volume) / w.sum())
+        delta = CONSERVE(delta, rho_sad, 0.0, voxel_volume)
+        if kind == 'zero' or not electrons:
+            return delta
+        w = _weight(rho_sad, f, None if kind == 'sad' else g)
+        return delta + w * (electrons / voxel_volume / w.sum())
+    return conserve
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--neutral', action='store_true', help='the control on neutral molecules')
+    p.add_argument('--n', type=int, default=None, help='first N molecules')
+    p.add_argument('--out', default=str(OUT), help='results folder')
+    args = p.parse_args()
+    if args.neutral:
+        folder, name = ROOT / 'data' / 'pbe_def2svp' / 'valid', 'neutral'
+        variants = {'sad': CONSERVE, 'one0.03': placement('one', 0.03),
+                    'one0.003': placement('one', 0.003)}
+    else:
+        folder, name = ROOT / 'data' / 'pbe_def2svp_derived' / 'train', 'ions'
+        variants = {'zero': placement('zero'), 'sad': placement('sad')}
+        variants.update({f'sat{g}': placement('sat', g) for g in (0.1, 0.03, 0.01, 0.003, 0.001)})
+    records = [r for r in store.iter_records(str(folder)) if args.neutral or r['charge']]
+    rows = {}
+    for r in records[:args.n]:
+        mol = molecule_of(r)
+        dm_ref = store.density_matrix_from_orbitals(r['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+        row = {}
+        for k, conserve in variants.items():
+            model.conserve_charge = conserve
+            mf = dft.RKS(mol, xc=r['xc'])
+            mf.mlsr_outside_domain = 'model'
+            row[k] = density_nmae(mol, init_guess_by_mlsr(mf), dm_ref,
+                                  default_grids(mol, mf.grids))
+        rows[r['key']] = {'charge': r['charge'], 'guess_nmae': row}
+        print(r['key'], r['charge'], ' '.join(f'{k} {v:.2%}' for k, v in row.items()), flush=True)
+    model.conserve_charge = CONSERVE
+    median = {k: statistics.median(x['guess_nmae'][k] for x in rows.values()) for k in variants}
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f'{name}.json').write_text(json.dumps({'median': median, 'rows': rows}, indent=1))
+    print('median', ' '.join(f'{k} {v:.2%}' for k, v in median.items()))
+
+
+if __name__ == '__main__':
+    main()
