@@ -39,6 +39,12 @@ from pyscf_mlguess.grid import RadialSAD, sad_density_matrix
 
 EXCHANGE_TREATMENTS = ('sad_k', 'lda_x', 'k_refresh')
 
+#: Most MB of AO values (and derivatives) per quadrature block.  PySCF's own budget
+#: (``max_memory`` less what is in use) gives blocks of up to ~67,000 points, which made the
+#: projection's quadrature up to about twice slower than blocks of a few thousand
+#: (``benchmarks/projection_blocks.py``).
+BLOCK_MEMORY = 200
+
 
 def exchange_treatment(exchange):
     """``exchange`` (any case; None: ``config.EXCHANGE``) as one of
@@ -123,7 +129,8 @@ def projection_grids(mol, level=None, orientation=None, verbose=None, stdout=Non
     return grids
 
 
-def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=False):
+def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=False,
+                       block_memory=BLOCK_MEMORY):
     """J[rho] + Vxc[rho] (+ ``lda_x`` times the Slater-exchange potential of rho, the ``'lda_x'``
     stand-in for exact exchange) for rho = rho[D_SAD] + ``field``, by quadrature on ``grids``.
 
@@ -133,6 +140,7 @@ def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=Fal
     functional's (:func:`_semilocal_xc`) of the sum.  All go into one ``numint.eval_mat`` per
     block.  With ``split_lda_x`` the Slater-exchange potential matrix (unscaled) is also
     returned on its own, else None.  Also returns the electrons of rho on ``grids``.
+    ``block_memory``: MB per block at most (None: PySCF's whole budget).
     """
     xc = _semilocal_xc(mf)
     ni = mf._numint if isinstance(mf, dft.rks.KohnShamDFT) else numint.NumInt()
@@ -146,8 +154,10 @@ def potential_matrices(mf, mol, dm_sad, field, grids, lda_x=0.0, split_lda_x=Fal
     # The field's Hartree FFT first, before its splines exist: its padded buffers are the
     # guess's largest (field.BYTES_PER_POINT).
     field.hartree_potential
-    # PySCF's budget for its blocks: what max_memory leaves (at least one small block)
+    # PySCF's budget for its blocks: what max_memory leaves (at least one small block), capped
     max_memory = max(100, mf.max_memory - lib.current_memory()[0])
+    if block_memory is not None:
+        max_memory = min(max_memory, block_memory)
     for ao, mask, weight, coords in ni.block_loop(mol, grids, nao, deriv, max_memory):
         rho, vh = sad.evaluate(coords, deriv, with_potential=True)
         rho += field.evaluate(coords, deriv)

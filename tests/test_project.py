@@ -69,6 +69,21 @@ def test_projection_keeps_a_converged_density_close(water_pbe):
     assert numpy.abs(dm - dm_ref).max() < 1e-3
 
 
+def test_quadrature_blocks_do_not_change_the_potential(water_pbe):
+    from pyscf_mlguess.project import potential_matrices
+    mol, dm_ref, _ = water_pbe
+    mf = dft.RKS(mol, xc='pbe')
+    grid = make_grid(mol, spacing=0.2, margin=4.0)
+    field = OraclePredictor(dm_ref)(mol, grid, None)
+    grids = projection_grids(mol)
+    dm_sad = sad_density_matrix(mol)[0]
+    whole, _, n_whole = potential_matrices(mf, mol, dm_sad, field, grids, block_memory=None)
+    small, _, n_small = potential_matrices(mf, mol, dm_sad, field, grids, block_memory=1)
+    assert grids.weights.size > 2 * 4 * 56        # a 1 MB budget gives several blocks
+    numpy.testing.assert_allclose(small, whole, rtol=0, atol=1e-12)
+    assert n_small == pytest.approx(n_whole, abs=1e-10) and n_whole == pytest.approx(10, abs=0.01)
+
+
 @pytest.mark.parametrize('exchange', EXCHANGE_TREATMENTS)
 @pytest.mark.parametrize('make', [lambda m: scf.RHF(m), lambda m: dft.RKS(m, xc='b3lyp'),
                                   lambda m: dft.UKS(m, xc='camb3lyp')],
