@@ -71,7 +71,8 @@ class DensityDataset(torch.utils.data.Dataset):
     Each item is a dict: ``'sad'`` (C, nx, ny, nz; C = 1, or 1 + the element channels of
     ``elements``, total first) and ``'delta_rho'`` (1, u*nx, u*ny, u*nz)
     float32 tensors (e/Bohr^3), ``'voxel_volume'`` of the target box, ``'n_electrons'``,
-    the molecule's ``'charge'``, ``'key'``.  Boxes differ in size between molecules; crop patches for batching.
+    the molecule's ``'charge'``, ``'key'``.  Boxes differ in size between molecules; crop
+    patches for batching.
     """
 
     def __init__(self, folders, spacing=None, margin=None, upsample=UPSAMPLE, augment=False,
