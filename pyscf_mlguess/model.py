@@ -340,8 +340,8 @@ def conserve_charge(delta_rho, rho_sad, electrons=0.0, voxel_volume=1.0):
     the SAD's (``-mol.charge``; SAD densities are of neutral atoms).
 
     Whatever net charge the network predicts is removed in proportion to the SAD density, where
-    the electrons are (its residual is mostly core-like: removing it uniformly doubles the guess
-    error of neutral molecules); an ion's ``electrons`` are then spread nearly uniformly over
+    the electrons are (removing it near-uniformly instead made the guesses of neutral molecules
+    worse; docs/design.md, "Ions"); an ion's ``electrons`` are then spread nearly uniformly over
     the molecule (:data:`ION_CHARGE_DENSITY`), as an extra electron or a hole sits in the
     valence shell, not in the cores.  Each input voxel's weight is spread over its sub-voxels.
     ``voxel_volume``: of ``delta_rho``'s voxels (Bohr^3).  ``rho_sad``: (D, H, W), or
