@@ -38,10 +38,7 @@ CONSERVE = model.conserve_charge
 
 def _weight(rho_sad, f, g):
     r = (rho_sad[0] if rho_sad.ndim == 4 else rho_sad).clamp(min=0)
-    w = r if g is None else r / (r + g)
-    for axis in range(-3, 0):
-        w = w.repeat_interleave(f, dim=axis)
-    return w
+    return model._on_output_grid(r if g is None else r / (r + g), f)
 
 
 def placement(kind, g=None):

@@ -266,11 +266,11 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                                elements=elements)
     # one validation set per folder (QM9 and derived molecules are measured apart), each of at
     # most max_valid samples; the first folder's figures are the run's headline
-    valid_sets = {}
-    for folder in valid_folders:
-        valid_sets[str(folder)] = DensityDataset([folder], spacing, margin, upsample,
-                                                 cache_dir=cache_dir, elements=elements)
-        valid_sets[str(folder)].records = valid_sets[str(folder)].records[:max_valid]
+    valid_sets = {str(folder): DensityDataset([folder], spacing, margin, upsample,
+                                              cache_dir=cache_dir, elements=elements)
+                  for folder in valid_folders}
+    for valid_set in valid_sets.values():
+        valid_set.records = valid_set.records[:max_valid]
     if max_train is not None:
         train_set.records = train_set.records[:max_train]
     if not len(train_set):
