@@ -572,6 +572,20 @@ class CNNPredictor:
                 f"device={self.device})")
 
 
+def resolve_weights(family, path=None):
+    """(file, shipped) of the weights :func:`load_predictor` takes for ``family`` with ``path``:
+    a shipped version's name pins it, else :func:`find_weights`; ``shipped`` says whether the
+    file is the package's own (then its hash is checked)."""
+    pinned = shipped_version(str(path)) if path is not None and not os.path.exists(path) else None
+    target = pinned or find_weights(family, path)
+    return target, pinned is not None or (path is None and not os.environ.get(config.WEIGHTS_ENV))
+
+
+def weights_id(path):
+    """'<file name> sha256:<first 12 hex digits>': which weights a result was made with."""
+    return f'{os.path.basename(path)} sha256:{sha256_of(path)[:12]}'
+
+
 def load_predictor(mf, path=None, device=None):
     """The pretrained predictor for ``mf``'s functional (see :func:`weights_family`), on
     ``device`` (default :func:`default_device`).
@@ -582,9 +596,7 @@ def load_predictor(mf, path=None, device=None):
     are loaded as they are.  Weights trained for the other family are used with a warning.
     """
     from pyscf.lib import logger
-    pinned = shipped_version(str(path)) if path is not None and not os.path.exists(path) else None
-    target = pinned or find_weights(weights_family(mf), path)
-    shipped = pinned is not None or (path is None and not os.environ.get(config.WEIGHTS_ENV))
+    target, shipped = resolve_weights(weights_family(mf), path)
     expected = None
     if shipped:
         expected = _shipped_hashes().get(os.path.basename(target))

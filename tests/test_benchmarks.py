@@ -134,6 +134,7 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert ml['converged'] and ml['delta_e'] < 1e-6
     assert ml['grid_s'] > 0 and ml['model_s'] > 0 and ml['projection_s'] > 0
     assert 'exchange' not in ml                    # PBE has no exact exchange to treat
+    assert ml['weights'] == f"pbe.pt sha256:{model.sha256_of(tmp_path / 'pbe.pt')[:12]}"
     model.save_weights(tmp_path / 'b3lyp.pt', net, dict(meta, xc='b3lyp'))
     hf = runner.run_molecule('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'hf', 'sto-3g',
                              ['minao', 'mlsr'], exchange='sad_k')
@@ -141,6 +142,7 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     text = summarize(recs, ['minao', 'mlsr'])
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
     assert '| not side by side |' not in text
+    assert f"mlsr weights: {ml['weights']}" in text
     # the headline: wall time and effective cycles against minao, side by side
     minao = recs[0]
     cycle = minao['scf_s'] / minao['cycles']
@@ -158,6 +160,38 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     text = summarize(recs, ['minao', 'mlsr'])
     assert '| not side by side |' in text and 'SCF cycles (median;' not in text
     assert 'no molecule has both runs in one invocation' in text
+
+
+def test_a_folder_takes_no_mlsr_runs_made_with_other_weights(tmp_path, monkeypatch):
+    """The shipped default moves with each release: resuming a folder must not mix versions."""
+    import torch
+    from pyscf_mlguess import config, model
+    meta = {'xc': 'pbe', 'input_spacing': 0.4, 'output_spacing': 0.2, 'margin': 3.0}
+    weights = tmp_path / 'weights'
+    weights.mkdir()
+    torch.manual_seed(0)
+    model.save_weights(weights / 'pbe.pt', model.DensitySR(channels=4, blocks=1, up_channels=2), meta)
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(weights))
+    water = ('water', {'atom': WATER, 'charge': 0, 'spin': 0})
+    h2 = ('h2', {'atom': 'H 0 0 0; H 0 0 0.74', 'charge': 0, 'spin': 0})
+    out = tmp_path / 'out'
+    args = (['pbe'], ['sto-3g'], ['minao', 'mlsr'], out)
+    first = runner.run([water], *args, workers=0, progress=False)
+    assert {r.get('weights') for r in first if r['guess'] == 'mlsr'} == {
+        model.weights_id(weights / 'pbe.pt')}
+    model.save_weights(weights / 'pbe.pt', model.DensitySR(channels=4, blocks=1, up_channels=2), meta)
+    with pytest.raises(runner.SettingsMismatch, match='pbe mlsr runs made with pbe.pt sha256:'):
+        runner.run([water, h2], *args, workers=0, progress=False)
+    # minao alone may still be added; a finished folder still reloads
+    runner.run([water, h2], ['pbe'], ['sto-3g'], ['minao'], out, workers=0, progress=False)
+    runner.run([water], *args, workers=0, progress=False)
+    # runs from before records named their weights are not silently joined either
+    stored = json.loads((out / 'results.json').read_text())
+    for rec in stored['records']:
+        rec.pop('weights', None)
+    (out / 'results.json').write_text(json.dumps(stored))
+    with pytest.raises(runner.SettingsMismatch, match='unrecorded weights'):
+        runner.run([water, h2], *args, workers=0, progress=False)
 
 
 def test_a_hand_over_to_minao_is_recorded(tmp_path, monkeypatch):

@@ -22,6 +22,9 @@ def summarize(records, guesses, parallel=False):
         mols = sorted({r['molecule'] for r in recs})
         df = ' (density fitting)' if any(r.get('density_fit') for r in recs) else ''
         lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '']
+        used = sorted({r['weights'] for r in recs if r['guess'] == 'mlsr' and 'weights' in r})
+        if used:
+            lines += [f'mlsr weights: {", ".join(used)}', '']
         if 'mlsr' in by and 'minao' in by:
             lines += _headline_lines(by['mlsr'], by['minao'])
         lines += ['| guess | runs | median cycles | mean cycles | mean guess s | mean SCF s / cycle '

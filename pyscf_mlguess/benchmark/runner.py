@@ -2,15 +2,16 @@
 
 For every molecule, functional and basis, a minao run at the requested tolerance is the
 reference (kept in ``results.json``: a resumed run with new guesses does not repeat it); then
-every guess runs on a fresh SCF object.  Each run records its cycles, whether it converged, its
-energy and |dE| against the minao run, the guess and SCF wall times (the guess split into grid /
-model / projection for mlsr), the number of basis functions and the NMAE of the guess density
+every guess runs on a fresh SCF object. Each run records its cycles, whether it converged, its
+energy and |dE| against the minao run, the guess and SCF wall times (the guess split into grid
+/ model / projection for mlsr), the number of basis functions and the NMAE of the guess density
 against the converged one on PySCF's integration grid (the run's own when it reached the
-reference energy, else the minao run's).  Results go to ``results.json`` after every finished
-molecule, so an interrupted run resumes.  Molecules run as independent Dask tasks (a local
-cluster of single-threaded processes, or a scheduler's address); ``workers=0`` runs them one by
-one in this process.  One results folder holds one set of the settings that change the numbers
-(:data:`SETTINGS`).
+reference energy, else the minao run's); mlsr runs also name the weights they used (file and
+SHA-256), and a folder takes no mlsr runs made with other weights. Results go to
+``results.json`` after every finished molecule, so an interrupted run resumes. Molecules run as
+independent Dask tasks (a local cluster of single-threaded processes, or a scheduler's
+address); ``workers=0`` runs them one by one in this process. One results folder holds one set
+of the settings that change the numbers (:data:`SETTINGS`).
 """
 
 import json
@@ -99,6 +100,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
                    e_tot=float(mf.e_tot), guess_s=t1 - t0, scf_s=t2 - t1, total_s=t2 - t0)
         if guess == 'mlsr' and any(exchange_fractions(mf)[1:]):
             rec['exchange'] = mf.mlsr_exchange      # only where there is exact exchange
+        if guess == 'mlsr':
+            rec['weights'] = _weights_used(mf, weights)
         if guess == 'mlsr' and mf.mlsr_timings:
             rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
             if 'minao' in mf.mlsr_timings:
@@ -130,6 +133,28 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             rec['reference_converged'] = reference['converged']
         out.append(rec)
     return out
+
+
+def _weights_used(mf, weights):
+    from pyscf_mlguess.model import resolve_weights, weights_family, weights_id
+    return weights_id(resolve_weights(weights_family(mf), weights)[0])
+
+
+def _check_weights(records, tasks, weights, path):
+    """Refuse to add mlsr runs made with other weights than the folder's mlsr runs of the same
+    functional (the shipped default moves with each release)."""
+    from pyscf_mlguess.model import resolve_weights, weights_id, xc_family
+    for xc in sorted({t[2] for t in tasks if 'mlsr' in t[4]}):
+        stored = {r.get('weights') for r in records
+                  if r['guess'] == 'mlsr' and r['xc'] == xc and 'error' not in r}
+        if not stored:
+            continue
+        now = weights_id(resolve_weights(xc_family(xc), weights)[0])
+        if stored != {now}:
+            made = ', '.join(sorted(w or 'unrecorded weights' for w in stored))
+            raise SettingsMismatch(f'{path} holds {xc} mlsr runs made with {made}; they would '
+                                   f'now use {now}. Use another --out, or --weights with the '
+                                   'file they were made with.')
 
 
 def is_failure(rec):
@@ -192,6 +217,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
               minao.get((name, xc, basis)))
              for name, entry in molecules for xc in xcs for basis in bases]
     tasks = [t for t in tasks if t[4]]
+    _check_weights(records, tasks, weights, path)
     parallel = scheduler is not None or workers > 1
     info = {'python': sys.version.split()[0], 'cpu_count': os.cpu_count(),
             'parallel': parallel, 'workers': None if scheduler else workers,
