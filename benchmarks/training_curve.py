@@ -9,6 +9,10 @@ epochs after the first quarter of the run. The fit says how many steps the trend
 targets (:data:`TARGETS`); within one cosine schedule the late epochs also gain from the falling
 learning rate, so the trend is optimistic about what more steps of the same schedule would give.
 
+``--gap N`` also measures the run's final weights on the first N training samples and the first
+N validation samples alike (box NMAE, Coulomb error, projected-guess NMAE): a small gap means
+the error is set by the network and its training, not by the amount of data.
+
 Writes ``benchmarks/results/training/<run>.{json,md,png}``.
 """
 
@@ -70,6 +74,27 @@ def curve(history, recipe):
     return out
 
 
+def gap(run, n, valid=None, cache_dir=None):
+    """{'train': ..., 'valid': ...}: mean box NMAE, Coulomb error per electron and
+    projected-guess NMAE of ``run``'s final weights on the first ``n`` samples of its training
+    folders and of ``valid`` (default: the ``valid`` folder beside its first training folder)."""
+    from pyscf_mlguess.data.dataset import DensityDataset
+    from pyscf_mlguess.model import load_weights
+    from pyscf_mlguess.train.loop import evaluate, guess_nmae
+    model, meta = load_weights(pathlib.Path(run) / 'weights.pt')
+    train = [pathlib.Path(f) for f in meta['train_folders']]
+    folders = {'train': train, 'valid': [pathlib.Path(valid or train[0].parent / 'valid')]}
+    out = {}
+    for split, where in folders.items():
+        data = DensityDataset(where, meta['output_spacing'], meta['margin'], model.upsample,
+                              cache_dir=cache_dir, elements=model.arch.get('elements'))
+        data.records = data.records[:n]
+        box, _, coulomb, _ = evaluate(model, data, torch.device('cpu'), coulomb=True)
+        out[split] = {'samples': len(data), 'folders': [str(f) for f in where], 'box_nmae': box,
+                      'coulomb': coulomb, 'guess_nmae': guess_nmae(model, data, n)}
+    return out
+
+
 def plot(result, path, title):
     import matplotlib
     matplotlib.use('Agg')
@@ -112,6 +137,14 @@ def report(result, name):
                 else f"reaches {100 * res['target']:.1f} % at about "
                      f"{t['steps_for_target']:.3g} steps")
         lines.append(f"- {MEASURES[key]}: NMAE ~ steps^{t['slope']:.2f}; the trend {need}.")
+    if result.get('gap'):
+        g = result['gap']
+        lines += ['', f"Final weights on the first {g['train']['samples']} training and "
+                  f"{g['valid']['samples']} validation samples (the generalisation gap):", '',
+                  '| samples | box NMAE | Coulomb error / electron | projected guess |',
+                  '|---|---|---|---|']
+        lines += [f"| {split} | {100 * v['box_nmae']:.2f} % | {v['coulomb']:.2e} | "
+                  f"{100 * v['guess_nmae']:.2f} % |" for split, v in g.items()]
     return '\n'.join(lines) + '\n'
 
 
@@ -120,11 +153,18 @@ def main():
     parser.add_argument('run', help='a training run folder (holds checkpoint.pt)')
     parser.add_argument('--steps-per-epoch', type=int, default=None,
                         help='for runs from before the recipe was stored')
+    parser.add_argument('--gap', type=int, default=0, metavar='N',
+                        help='measure the final weights on N training and N validation samples')
+    parser.add_argument('--valid', default=None,
+                        help='validation folder for --gap (default: beside the training data)')
+    parser.add_argument('--cache', default=None, help='box cache folder (as in training)')
     parser.add_argument('--out', default=str(RESULTS))
     args = parser.parse_args()
     history, recipe = read_run(args.run, args.steps_per_epoch)
     name = pathlib.Path(args.run).resolve().name
     result = dict(curve(history, recipe), run=str(args.run), recipe=recipe)
+    if args.gap:
+        result['gap'] = gap(args.run, args.gap, args.valid, args.cache)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f'{name}.json').write_text(json.dumps(result, indent=1))

@@ -240,3 +240,27 @@ def test_release_measures_and_writes_the_hash_line(water_set, tmp_path):
                (out.parent / 'SHA256SUMS').read_text().splitlines()) == 1
     rows = json.loads((tmp_path / 'weights' / 'pbe.test.json').read_text())['rows']
     assert set(rows[0]['mlsr_timings']) == {'grid', 'model', 'projection', 'total'}
+
+
+def test_the_generalisation_gap_of_a_run(water_set, tmp_path):
+    """benchmarks/training_curve.py --gap measures the final weights alike on training and
+    validation samples: here the same molecule, so the same figures, and those of the last
+    epoch's validation."""
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        'training_curve', pathlib.Path(__file__).parents[1] / 'benchmarks' / 'training_curve.py')
+    tc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tc)
+    folder, cache = water_set
+    run = tmp_path / 'run'
+    last = train([folder], [folder], str(run), epochs=1, cache_dir=cache, loader_workers=0,
+                 guess_valid=1, **SMALL)[-1]
+    gap = tc.gap(run, 1, valid=folder, cache_dir=cache)
+    for split in ('train', 'valid'):
+        assert gap[split]['samples'] == 1
+        assert gap[split]['box_nmae'] == pytest.approx(last['valid_nmae'], rel=1e-6)
+        assert gap[split]['coulomb'] == pytest.approx(last['valid_coulomb'], rel=1e-6)
+        assert gap[split]['guess_nmae'] == pytest.approx(last['valid_guess_nmae'], rel=1e-6)
+    text = tc.report({'steps': [3], 'measures': {}, 'gap': gap}, 'run')
+    assert f"| train | {100 * last['valid_nmae']:.2f} % |" in text
