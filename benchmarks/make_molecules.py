@@ -135,7 +135,8 @@ SETS = {
 #: QM9 lacks, and radicals and triplets (spin from ASE's initial moments).  Single atoms left out.
 QM9_ELEMENTS = {'H', 'C', 'N', 'O', 'F'}
 G2_SETS = {
-    'main_group': lambda atoms, spin: spin == 0 and set(atoms.get_chemical_symbols()) - QM9_ELEMENTS,
+    'main_group': lambda atoms, spin: (spin == 0
+                                       and set(atoms.get_chemical_symbols()) - QM9_ELEMENTS),
     'open_shell': lambda atoms, spin: spin != 0,
 }
 

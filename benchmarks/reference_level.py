@@ -54,7 +54,8 @@ def main():
     for i, rec in enumerate(records):
         mol = molecule_of(rec)
         dm_ref = store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
-        row = {'key': rec['key'], 'nao': mol.nao, 'stored_exact_wall': round(rec['minao_wall_s'], 1)}
+        row = {'key': rec['key'], 'nao': mol.nao,
+               'stored_exact_wall': round(rec['minao_wall_s'], 1)}
         variants = [('df', True, 1e-10)]
         if i < args.timed:
             variants += [('df_tol1e-9', True, 1e-9), ('exact', False, 1e-10)]

@@ -1,11 +1,12 @@
 """The value that crosses from the model to the projection: a density sampled on a uniform box.
 
-:class:`DensityField` holds the samples (e/Bohr^3) and their :class:`~pyscf_mlguess.grid.UniformGrid`
-and answers what the projection asks of a density: its value and gradient anywhere (cubic
-splines inside the box, zero outside), its free-space Hartree potential anywhere (FFT on the box,
-multipole expansion outside) and its charge.  Predictors return one (the model's ``delta_rho``),
-:func:`pyscf_mlguess.project.project_density` consumes one, and :mod:`pyscf_mlguess.metrics`
-measures one.  Everything derived from the samples is built once, on first use.
+:class:`DensityField` holds the samples (e/Bohr^3) and their
+:class:`~pyscf_mlguess.grid.UniformGrid` and answers what the projection asks of a density: its
+value and gradient anywhere (cubic splines inside the box, zero outside), its free-space Hartree
+potential anywhere (FFT on the box, multipole expansion outside) and its charge. Predictors return
+one (the model's ``delta_rho``), :func:`pyscf_mlguess.project.project_density` consumes one, and
+:mod:`pyscf_mlguess.metrics` measures one. Everything derived from the samples is built once, on
+first use.
 """
 
 import functools

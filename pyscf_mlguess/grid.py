@@ -241,8 +241,8 @@ def sad_density_matrix(mol):
         if charges[ia] > 0 and abs(nelec_atom[ia] - charges[ia]) > 1e-3:
             raise ValueError(
                 f'The SAD guess cannot describe atom {ia} ({mol.atom_symbol(ia)}): it carries '
-                f'{nelec_atom[ia]:.3f} electrons instead of {charges[ia]} (no basis functions or no '
-                f'atomic HF solution for this element).')
+                f'{nelec_atom[ia]:.3f} electrons instead of {charges[ia]} (no basis functions or '
+                f'no atomic HF solution for this element).')
     return dm, nelec_atom
 
 

@@ -169,8 +169,9 @@ def test_a_folder_takes_no_mlsr_runs_made_with_other_weights(tmp_path, monkeypat
     meta = {'xc': 'pbe', 'input_spacing': 0.4, 'output_spacing': 0.2, 'margin': 3.0}
     weights = tmp_path / 'weights'
     weights.mkdir()
+    arch = dict(channels=4, blocks=1, up_channels=2)
     torch.manual_seed(0)
-    model.save_weights(weights / 'pbe.pt', model.DensitySR(channels=4, blocks=1, up_channels=2), meta)
+    model.save_weights(weights / 'pbe.pt', model.DensitySR(**arch), meta)
     monkeypatch.setenv(config.WEIGHTS_ENV, str(weights))
     water = ('water', {'atom': WATER, 'charge': 0, 'spin': 0})
     h2 = ('h2', {'atom': 'H 0 0 0; H 0 0 0.74', 'charge': 0, 'spin': 0})
@@ -179,7 +180,7 @@ def test_a_folder_takes_no_mlsr_runs_made_with_other_weights(tmp_path, monkeypat
     first = runner.run([water], *args, workers=0, progress=False)
     assert {r.get('weights') for r in first if r['guess'] == 'mlsr'} == {
         model.weights_id(weights / 'pbe.pt')}
-    model.save_weights(weights / 'pbe.pt', model.DensitySR(channels=4, blocks=1, up_channels=2), meta)
+    model.save_weights(weights / 'pbe.pt', model.DensitySR(**arch), meta)
     with pytest.raises(runner.SettingsMismatch, match='pbe mlsr runs made with pbe.pt sha256:'):
         runner.run([water, h2], *args, workers=0, progress=False)
     # minao alone may still be added; a finished folder still reloads

@@ -147,7 +147,8 @@ def test_version_and_the_training_rate_default(capsys):
     from pyscf_mlguess.cli import build_parser, main
     with pytest.raises(SystemExit) as done:
         main(['--version'])
-    assert done.value.code == 0 and capsys.readouterr().out.strip() == f'pyscf-mlguess {__version__}'
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f'pyscf-mlguess {__version__}'
     args = build_parser().parse_args(['train', '--train', 'x', '--out', 'y'])
     assert args.lr == 1e-3
 

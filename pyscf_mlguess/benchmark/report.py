@@ -27,8 +27,9 @@ def summarize(records, guesses, parallel=False):
             lines += [f'mlsr weights: {", ".join(used)}', '']
         if 'mlsr' in by and 'minao' in by:
             lines += _headline_lines(by['mlsr'], by['minao'])
-        lines += ['| guess | runs | median cycles | mean cycles | mean guess s | mean SCF s / cycle '
-                  '| total s | failures |', '|---|---|---|---|---|---|---|---|']
+        lines += ['| guess | runs | median cycles | mean cycles | mean guess s '
+                  '| mean SCF s / cycle | total s | failures |',
+                  '|---|---|---|---|---|---|---|---|']
         for g in guesses:
             ok = [r for r in by[g].values() if not is_failure(r)]
             cyc = [r['cycles'] for r in ok]
@@ -172,7 +173,8 @@ def _headline_lines(ml, minao):
               + (f' By stage (median SCF cycles): {stages}.' if stages else ''), '',
               '<details><summary>Per molecule</summary>', '',
               '| molecule | nao | cycles mlsr / minao | guess s mlsr / minao | SCF s mlsr / minao '
-              '| total s mlsr / minao | effective cycles mlsr / minao |', '|---|---|---|---|---|---|---|']
+              '| total s mlsr / minao | effective cycles mlsr / minao |',
+              '|---|---|---|---|---|---|---|']
     for m, r in rows.items():
         lines.append(f"| {m} | {r['nao']} | {r['cycles'][0]} / {r['cycles'][1]} | "
                      f"{r['guess_s'][0]:.2f} / {r['guess_s'][1]:.2f} | "
