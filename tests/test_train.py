@@ -154,6 +154,11 @@ def test_fine_tuning_keeps_the_box_and_network_of_its_weights(water_set, tmp_pat
           **dict(SMALL, arch=None, spacing=None, margin=None))
     meta = model.load_weights(out / 'weights.pt')[1]
     assert (meta['output_spacing'], meta['input_spacing'], meta['margin']) == (0.2, 0.2, 3.0)
+    # the starting weights were measured first, like an epoch: the start run's last figures
+    start_last = json.loads(model.load_weights(weights)[1]['history'])[-1]
+    assert json.loads(meta['start_valid'])[folder]['valid_nmae'] == pytest.approx(
+        start_last['valid_nmae'], rel=1e-6)
+    assert json.loads(model.load_weights(weights)[1]['start_valid']) is None
     for asked in (dict(arch={'upsample': 2}), dict(arch={'levels': 2}), dict(spacing=0.15),
                   dict(margin=5.0)):
         with pytest.raises(ValueError, match='fixes the network and its box'):

@@ -244,7 +244,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     folder's figures are the epoch's ``valid_*``), on at most ``max_valid`` samples.  The
     settings that shape the run are stored in the checkpoint, and resuming with other ones is
     refused; the training data may grow between sittings (each epoch records how many samples
-    it drew from).
+    it drew from).  A run from ``init_weights`` first measures those weights on the validation
+    sets (``start_valid`` in the checkpoint and the weights' metadata).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -286,7 +287,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
     steps = StepPatches(train_set, batch, patch, upsample, context, seed, rank)
-    history, start_epoch = [], 0
+    history, start_epoch, start_valid = [], 0, None
     ckpt_path = os.path.join(out, CHECKPOINT)
     if os.path.exists(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
@@ -296,11 +297,17 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         torch.set_rng_state(ckpt['torch_rng'])
         history = json.loads(ckpt['history'])
         start_epoch = ckpt['epoch']
+        start_valid = json.loads(ckpt.get('start_valid', 'null'))
         stored = json.loads(ckpt.get('recipe', 'null'))     # runs before recipes: no check
         if stored is not None and stored != recipe:
             changed = sorted(k for k in recipe if stored.get(k) != recipe[k])
             raise ValueError(f'{ckpt_path} was trained with other settings ({", ".join(changed)}'
                              f'); resume with the same ones, or start a new run folder.')
+    if init_weights is not None and start_epoch == 0 and rank == 0:
+        # the weights as given, measured like every epoch: whether fine-tuning helped is on
+        # record (the selection is made on validation, never on the test split)
+        start_valid = {folder: _validate(model, valid_set, device, guess_valid)
+                       for folder, valid_set in valid_sets.items() if len(valid_set)}
     use_amp = device.type == 'cuda'
     spectra = {}
     t_start = time.perf_counter()
@@ -353,6 +360,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                         'scheduler': sched.state_dict(),
                         'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
                         'history': json.dumps(history), 'arch': arch,
+                        'start_valid': json.dumps(start_valid),
                         'recipe': json.dumps(recipe)},
                        ckpt_path + '.tmp')
             os.replace(ckpt_path + '.tmp', ckpt_path)
@@ -372,6 +380,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 'valid_samples': sum(len(v) for v in valid_sets.values()),
                 'train_folders': [str(f) for f in train_folders],
                 'history': json.dumps(history), 'recipe': json.dumps(recipe),
+                'start_valid': json.dumps(start_valid),
                 'valid_nmae': history[-1].get('valid_nmae') if history else None}
         save_weights(os.path.join(out, 'weights.pt'), model, meta)
     return history
