@@ -178,7 +178,8 @@ def guess_memory(grid, predictor):
     refine = getattr(predictor, 'refine', 1)
     n_out = grid.size * refine**3
     channels = 1 + len(getattr(predictor, 'input_elements', None) or ())
-    need = {'SAD box': grid.size * channels * (8 + 4),      # float64, and a float32 copy
+    # float64, a float32 copy, and with element channels the network's channels-last copy
+    need = {'SAD box': grid.size * channels * (8 + 4 + (4 if channels > 1 else 0)),
             'network': (predictor.memory_bytes(grid) if hasattr(predictor, 'memory_bytes')
                         else 16 * n_out),
             'field': FIELD_BYTES_PER_POINT * n_out}

@@ -527,7 +527,8 @@ class CNNPredictor:
         (on CPU) and the output.
 
         Per input voxel of a tile (float32): about four ``channels``-wide tensors live in a
-        residual block, three ``up_channels * upsample**3``-wide ones around the pixel shuffle.
+        residual block, three ``up_channels * upsample**3``-wide ones around the pixel shuffle,
+        and the input itself when it has element channels.
         Per output point: the float32 output, the gate, the charge-conservation weights and
         the float64 field.
         """
@@ -545,6 +546,8 @@ class CNNPredictor:
             # the padded features, the branch's output and its coarse tensors (each level: four
             # of twice the channels on an eighth of the voxels, so at most one channels-wide)
             per_voxel += 4 * 3 * a['channels']
+        if a.get('elements'):
+            per_voxel += 4 * (1 + len(a['elements']))  # the tile's element-channel input
         return out + int(numpy.prod(edge)) * per_voxel
 
     @classmethod
