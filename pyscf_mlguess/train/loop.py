@@ -198,6 +198,12 @@ def _validate(model, valid_set, device, guess_valid):
     return out
 
 
+def _validate_each(model, valid_sets, device, guess_valid):
+    """{folder: its validation figures} over the non-empty validation sets."""
+    return {folder: _validate(model, valid_set, device, guess_valid)
+            for folder, valid_set in valid_sets.items() if len(valid_set)}
+
+
 def guess_nmae(model, dataset, n):
     """Mean NMAE of the projected 'mlsr' guess (PySCF's integration grid, as the release and the
     ablations measure it) on the first ``n`` samples of ``dataset``: the proxy that ranks SCF
@@ -306,8 +312,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     if init_weights is not None and start_epoch == 0 and rank == 0:
         # the weights as given, measured like every epoch: whether fine-tuning helped is on
         # record (the selection is made on validation, never on the test split)
-        start_valid = {folder: _validate(model, valid_set, device, guess_valid)
-                       for folder, valid_set in valid_sets.items() if len(valid_set)}
+        start_valid = _validate_each(model, valid_sets, device, guess_valid)
     use_amp = device.type == 'cuda'
     spectra = {}
     t_start = time.perf_counter()
@@ -349,8 +354,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                  'train_samples': len(train_set),
                  'seconds': time.perf_counter() - t0}
         if rank == 0:
-            by_folder = {folder: _validate(model, valid_set, device, guess_valid)
-                         for folder, valid_set in valid_sets.items() if len(valid_set)}
+            by_folder = _validate_each(model, valid_sets, device, guess_valid)
             if by_folder:
                 entry.update(next(iter(by_folder.values())))
             if len(by_folder) > 1:
