@@ -53,6 +53,9 @@ def main(argv=None):
                         help=f'folder of .xyz files or a built-in set (qm9-test, derived-test, '
                         f'{", ".join(FOLDERS)})')
     parser.add_argument('--n', type=int, help='first N molecules only')
+    parser.add_argument('--elements',
+                        help='comma-separated symbols: only the molecules made of these '
+                        '(e.g. H,C,N,O,F, the QM9 elements)')
     parser.add_argument('--xc', default='pbe', help='comma-separated; hf allowed')
     parser.add_argument('--basis', default='def2-svp', help='comma-separated')
     parser.add_argument('--guesses', default=DEFAULT_GUESSES, help='comma-separated')
@@ -84,7 +87,13 @@ def main(argv=None):
     from pyscf_mlguess.benchmark import load_molecules, plot, run, summarize
     from pyscf_mlguess.benchmark.runner import SettingsMismatch, load_results
     try:
-        molecules = load_molecules(args.molecules, args.n, FOLDERS)
+        elements = [e.strip().capitalize() for e in (args.elements or '').split(',')
+                    if e.strip()]
+        from pyscf.data.elements import ELEMENTS
+        unknown = [e for e in elements if e not in ELEMENTS]
+        if unknown:
+            raise ValueError(f'--elements: not element symbols: {", ".join(unknown)}')
+        molecules = load_molecules(args.molecules, args.n, FOLDERS, elements=elements)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     if args.report_only:

@@ -259,6 +259,25 @@ def test_built_in_sets_are_molecules_with_their_charge_and_spin(run_scf, name):
             assert entry['spin'] == 0 and elements - {'H', 'C', 'N', 'O', 'F'}
 
 
+def test_an_element_filter_keeps_the_molecules_made_of_those_elements(run_scf, tmp_path):
+    full = dict(load_molecules('drugs', folders=run_scf.FOLDERS))
+    kept = load_molecules('drugs', folders=run_scf.FOLDERS, elements=['H', 'C', 'N', 'O'])
+    dropped = set(full) - {name for name, _ in kept}
+    assert {'chlorpromazine', 'omeprazole', 'diclofenac'} <= dropped
+    assert {'ibuprofen', 'morphine'} <= {name for name, _ in kept}
+    from pyscf_mlguess.benchmark.molecules import elements_of
+    assert all(elements_of(entry['atom']) <= {'H', 'C', 'N', 'O'} for _, entry in kept)
+    assert all(elements_of(full[name]['atom']) - {'H', 'C', 'N', 'O'} for name in dropped)
+    # of a folder, N counts the molecules kept
+    assert [n for n, _ in load_molecules('drugs', 3, run_scf.FOLDERS, ['H', 'C', 'N', 'O'])] \
+        == [n for n, _ in kept[:3]]
+    (tmp_path / 'bad.xyz').write_text('two\n\nH 0 0 0\n')
+    assert isinstance(dict(load_molecules(str(tmp_path), elements=['C']))['bad'], str)
+    with pytest.raises(SystemExit, match='Xx'):
+        run_scf.main(['--molecules', 'drugs', '--elements', 'H,Xx', '--out', str(tmp_path),
+                      '--report-only', '--no-plots'])
+
+
 def test_the_training_curve_recovers_a_power_law(tmp_path):
     spec = importlib.util.spec_from_file_location('training_curve',
                                                   ROOT / 'benchmarks' / 'training_curve.py')

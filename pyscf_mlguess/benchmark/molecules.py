@@ -13,14 +13,33 @@ QM9_TEST = 'qm9-test'
 DERIVED_TEST = 'derived-test'
 
 
-def load_molecules(spec, n=None, folders=None):
+def elements_of(atom):
+    """The set of element symbols in a PySCF atom specification (string or list)."""
+    from pyscf import gto
+    from pyscf.data.elements import ELEMENTS
+    return {ELEMENTS[gto.charge(symbol)] for symbol, _ in gto.format_atom(atom)}
+
+
+def load_molecules(spec, n=None, folders=None, elements=None):
     """[(name, entry)] where entry is a dict (atom, charge, spin) or an error message.
 
     ``spec`` is ``'qm9-test'`` (the held-out QM9 test split of the training data, in its fixed
     order; needs ``qm9pack``), ``'derived-test'`` (the test split of the molecules derived from
     QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a
-    folder of .xyz files (comment line ``charge=N spin=M``).
+    folder of .xyz files (comment line ``charge=N spin=M``).  ``elements`` (symbols) keeps only
+    the molecules made of them: of a folder, before ``n`` takes the first N; of the built-in
+    splits, among their first N.  Unreadable files stay in, as errors.
     """
+    split = spec in (QM9_TEST, DERIVED_TEST)
+    entries = _load(spec, n if split or not elements else None, folders)
+    if elements:
+        allowed = set(elements)
+        entries = [(name, entry) for name, entry in entries
+                   if isinstance(entry, str) or elements_of(entry['atom']) <= allowed]
+    return entries if split else entries[:n]
+
+
+def _load(spec, n, folders):
     if spec == QM9_TEST:
         from pyscf_mlguess.data import qm9
         samples = qm9.select('test', n or 50, perturb_fraction=0.0)
