@@ -162,6 +162,30 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert 'no molecule has both runs in one invocation' in text
 
 
+@pytest.mark.parametrize('density_fit', [False, True])
+def test_each_run_starts_without_the_earlier_runs_integrals(monkeypatch, density_fit):
+    """PySCF picks in-core or direct J/K from the memory in use: an earlier run's SCF object
+    (its ERIs or DF tensors) alive during the next run would time that run against a handicap."""
+    import weakref
+    made = []
+    make = runner._make_scf
+
+    def tracked(mol, xc):
+        alive = [type(ref()).__name__ for ref in made if ref() is not None]
+        assert not alive, f'an earlier run is still held: {alive}'
+        mf = make(mol, xc)
+        if density_fit:
+            mf = mf.density_fit()
+        made.append(weakref.ref(mf))
+        return mf
+
+    monkeypatch.setattr(runner, '_make_scf', tracked)
+    recs = runner.run_molecule('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
+                               'def2-svp', ['minao', 'atom', 'huckel'])
+    assert len(made) == 3 and all(r['converged'] and r['delta_e'] < 1e-6 for r in recs)
+    assert recs[0]['guess_nmae'] > 0.01 and all(0 < r['guess_nmae'] < 1 for r in recs)
+
+
 def test_a_folder_takes_no_mlsr_runs_made_with_other_weights(tmp_path, monkeypatch):
     """The shipped default moves with each release: resuming a folder must not mix versions."""
     import torch

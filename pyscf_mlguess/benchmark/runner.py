@@ -14,6 +14,7 @@ address); ``workers=0`` runs them one by one in this process. One results folder
 of the settings that change the numbers (:data:`SETTINGS`).
 """
 
+import gc
 import json
 import os
 import pathlib
@@ -78,6 +79,7 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         return mf
 
     def one(guess):
+        _collect()
         mf = fresh()
         if not _has_guess(mf, guess):
             return dict(base, guess=guess, error=f'PySCF has no {guess!r} initial guess'), None
@@ -106,7 +108,9 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             rec.update({f'{k}_s': v for k, v in mf.mlsr_timings.items() if k != 'total'})
             if 'minao' in mf.mlsr_timings:
                 rec['handed_over_to'] = 'minao'     # outside the weights' domain
-        return rec, (mf, dm0)
+        # What the density errors need, not the SCF object: its integrals (in-core ERIs, DF
+        # tensors) must be gone before the next run (see _collect).
+        return rec, (dm0, mf.make_rdm1(), getattr(mf, 'grids', None))
 
     ref_state = None
     if reference is None or 'minao' in guesses:
@@ -119,20 +123,32 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         nonlocal ref_state
         if ref_state is None:
             ref_state = one('minao')[1]
-        return ref_state[0].make_rdm1()
+        return ref_state[1]
 
     out = []
     for guess in guesses:
         rec, state = (reference, ref_state) if guess == 'minao' else one(guess)
         if state is not None:
-            mf, dm0 = state
+            dm0, dm_final, grids = state
             rec['delta_e'] = abs(rec['e_tot'] - reference['e_tot'])
             same_state = rec['converged'] and rec['delta_e'] <= ENERGY_TOL
-            dm_conv = mf.make_rdm1() if same_state else reference_dm()
-            rec['guess_nmae'] = density_nmae(mol, dm0, dm_conv, getattr(mf, 'grids', None))
+            dm_conv = dm_final if same_state else reference_dm()
+            rec['guess_nmae'] = density_nmae(mol, dm0, dm_conv, grids)
             rec['reference_converged'] = reference['converged']
         out.append(rec)
     return out
+
+
+def _collect():
+    """Free the SCF objects of earlier runs before the next one starts.
+
+    PySCF chooses how to build J and K from the memory in use when the SCF starts
+    (``lib.current_memory()``): in-core ERIs only if ``nao**4 / 1e6`` MB fit beside it, in-core DF
+    tensors likewise.  A previous run's integrals still held in this process (1.8 GB of ERIs at
+    206 basis functions) pushed every run after the first one to direct SCF or out-of-core DF,
+    which took 2-3x longer per cycle for QM9 molecules above about 195 basis functions; the
+    first run of a molecule is always minao, so this timed against every other guess."""
+    gc.collect()
 
 
 def _weights_used(mf, weights):
