@@ -3,6 +3,7 @@ molecules and two guesses end to end, resume, bad input, the headline, Dask."""
 
 import importlib.util
 import json
+import math
 import pathlib
 
 import pytest
@@ -300,6 +301,23 @@ def test_an_element_filter_keeps_the_molecules_made_of_those_elements(run_scf, t
     with pytest.raises(SystemExit, match='Xx'):
         run_scf.main(['--molecules', 'drugs', '--elements', 'H,Xx', '--out', str(tmp_path),
                       '--report-only', '--no-plots'])
+
+
+def test_the_error_relation_recovers_a_log_law():
+    from pyscf_mlguess.benchmark import report
+    errors = [10 ** (-3 + 1.5 * i / 19) for i in range(20)]         # 0.1 % to 3 %
+    rows = {f'm{i}': {'guess_nmae': e, 'cycles': (1.6 + 0.35 * math.log10(e), 1.0),
+                      'total_s': (20 * (1.7 + 0.3 * math.log10(e)), 20.0)}
+            for i, e in enumerate(errors)}
+    fit = report.error_relation(rows)
+    assert fit['cycles'][:2] == pytest.approx((1.6, 0.35)) and fit['cycles'][2] == 1.0
+    assert fit['total_s'][:2] == pytest.approx((1.7, 0.3))
+    line = report._relation_line(rows)[0]
+    at = 100 * 10 ** ((0.8 - 1.6) / 0.35)                        # where cycles reach 0.80
+    assert (f'SCF cycles 1.60 +0.35 log10(NMAE) (Spearman 1.00; the fit reaches 0.80 at '
+            f'{at:.2g} %)') in line
+    few = dict(list(rows.items())[:report.MIN_FIT - 1])
+    assert report.error_relation(few) is None and report._relation_line(few) == []
 
 
 def test_the_training_curve_recovers_a_power_law(tmp_path):

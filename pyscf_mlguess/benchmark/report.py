@@ -121,8 +121,49 @@ def side_by_side(ml, minao):
                    'effective': (a['cycles'] + a['guess_s'] / cycle_s,
                                  b['cycles'] + b['guess_s'] / cycle_s),
                    'stages': {k: a[f'{k}_s'] / cycle_s for k in GUESS_STAGES
-                              if a.get(f'{k}_s') is not None}}
+                              if a.get(f'{k}_s') is not None},
+                   'guess_nmae': a.get('guess_nmae')}
     return rows
+
+
+#: Fewest molecules for the fitted relation between the guess error and the ratios.
+MIN_FIT = 10
+
+
+def error_relation(rows):
+    """How the per-molecule ratios mlsr / minao (SCF cycles, total wall time) go with the mlsr
+    guess's density error: {key: (intercept, slope, Spearman rho)} of ratio = intercept + slope
+    * log10(NMAE), by least squares over the molecules (None with fewer than :data:`MIN_FIT`
+    that have an NMAE above zero).  Across molecules, so it mixes the error's effect with how
+    hard each molecule is; it says roughly what a smaller error would be worth."""
+    import numpy
+    from scipy.stats import spearmanr
+    pts = [r for r in rows.values() if r.get('guess_nmae')]
+    if len(pts) < MIN_FIT:
+        return None
+    x = numpy.log10([r['guess_nmae'] for r in pts])
+    out = {}
+    for key in ('cycles', 'total_s'):
+        y = numpy.array([r[key][0] / r[key][1] for r in pts])
+        slope, intercept = numpy.polyfit(x, y, 1)
+        out[key] = (float(intercept), float(slope), float(spearmanr(x, y)[0]))
+    return out
+
+
+def _relation_line(rows):
+    fit = error_relation(rows)
+    if fit is None:
+        return []
+    parts = []
+    for key, label, goal in (('cycles', 'SCF cycles', 0.8), ('total_s', 'total wall time', 0.9)):
+        a, b, rho = fit[key]
+        at = (f'; the fit reaches {goal:.2f} at {100 * 10 ** ((goal - a) / b):.2g} %'
+              if b > 0 else '')
+        parts.append(f'{label} {a:.2f} {b:+.2f} log10(NMAE) (Spearman {rho:.2f}{at})')
+    n = sum(1 for r in rows.values() if r.get('guess_nmae'))
+    return [f'Ratio mlsr / minao against the mlsr guess\'s density error, fitted across the {n} '
+            f'molecules: {"; ".join(parts)}. Across molecules, so hard molecules and large '
+            'errors are mixed in it; a rough price of a smaller error, not a prediction.', '']
 
 
 #: The mlsr guess's stages as its records time them (``mf.mlsr_timings``), with their labels.
@@ -171,6 +212,7 @@ def _headline_lines(ml, minao):
               f'{min(cost):.2f}–{max(cost):.2f}), one SCF cycle being the minao run\'s SCF wall '
               'time over its cycles.'
               + (f' By stage (median SCF cycles): {stages}.' if stages else ''), '',
+              *_relation_line(rows),
               '<details><summary>Per molecule</summary>', '',
               '| molecule | nao | cycles mlsr / minao | guess s mlsr / minao | SCF s mlsr / minao '
               '| total s mlsr / minao | effective cycles mlsr / minao |',
