@@ -142,12 +142,11 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
 def _collect():
     """Free the SCF objects of earlier runs before the next one starts.
 
-    PySCF chooses how to build J and K from the memory in use when the SCF starts
+    PySCF chooses how to build J and K from the memory in use when an SCF starts
     (``lib.current_memory()``): in-core ERIs only if ``nao**4 / 1e6`` MB fit beside it, in-core DF
-    tensors likewise.  A previous run's integrals still held in this process (1.8 GB of ERIs at
-    206 basis functions) pushed every run after the first one to direct SCF or out-of-core DF,
-    which took 2-3x longer per cycle for QM9 molecules above about 195 basis functions; the
-    first run of a molecule is always minao, so this timed against every other guess."""
+    tensors likewise.  An earlier run's integrals still held in this process would send the
+    next run to direct SCF or out-of-core DF, and since minao always runs first, that timed
+    against every other guess (docs/benchmarks.md)."""
     gc.collect()
 
 
