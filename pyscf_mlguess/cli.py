@@ -49,6 +49,16 @@ ARCH_DEFAULTS = dict(channels=16, blocks=4, kernel=3, upsample=2, up_channels=4,
                      level_blocks=2)
 
 
+def _floats(text, option):
+    """'1,2.5' as [1.0, 2.5]; None stays None; anything else is refused naming ``option``."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(',')]
+    except ValueError:
+        raise SystemExit(f'{option} {text}: expected comma-separated numbers') from None
+
+
 def _train(args):
     from pyscf_mlguess.train.loop import train
     given = {k: getattr(args, k) for k in ARCH_DEFAULTS if getattr(args, k) is not None}
@@ -67,7 +77,8 @@ def _train(args):
                     init_weights=args.init_weights, sitting_epochs=args.sitting_epochs,
                     max_minutes=args.max_minutes, context=args.context,
                     coulomb_weight=args.coulomb_weight, max_train=args.max_train,
-                    loader_workers=args.loader_workers, guess_valid=args.guess_valid)
+                    loader_workers=args.loader_workers, guess_valid=args.guess_valid,
+                    folder_weights=_floats(args.folder_weights, '--folder-weights'))
     print(json.dumps(history[-1] if history else {}, indent=1))
 
 
@@ -159,6 +170,9 @@ def build_parser():
                    help='weight of the Coulomb error term in the loss (0: NMAE alone)')
     t.add_argument('--max-train', type=int, default=None,
                    help='first N training samples only (learning curves)')
+    t.add_argument('--folder-weights', default=None,
+                   help='comma-separated, one per --train folder: each folder\'s share of the '
+                   'draws (default: every sample alike)')
     t.add_argument('--guess-valid', type=int, default=0, metavar='N',
                    help='after each epoch, the projected-guess NMAE of the first N validation '
                    'samples (the proxy that ranks SCF cycles best)')

@@ -70,6 +70,48 @@ def test_step_patches_depend_on_the_step_alone(water_set):
                for p, q in zip(a, c))
 
 
+def test_folder_weights_set_each_folders_share_of_the_draws(water_set, tmp_path):
+    from pyscf_mlguess.data.dataset import DensityDataset
+    from pyscf_mlguess.train.loop import StepPatches, _sample_probabilities
+    folder, cache = water_set
+    ds = DensityDataset([folder, folder, folder], 0.2, 3.0, 2, cache_dir=cache)
+    assert ds.folder_index == [0, 1, 2]
+    probs = _sample_probabilities(ds, ['a', 'b', 'c'], [2, 1, 1])
+    torch.testing.assert_close(probs, torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64))
+
+    class Recording:                      # the dataset, noting which samples are drawn
+        def __init__(self):
+            self.seen = []
+
+        def __len__(self):
+            return len(ds)
+
+        def item(self, index, gen):
+            self.seen.append(index)
+            return ds.item(index, gen)
+
+    rec = Recording()
+    steps = StepPatches(rec, batch=4, patch=6, upsample=2, seed=1, probabilities=probs)
+    for step in range(100):
+        steps[step]
+    share = rec.seen.count(0) / len(rec.seen)
+    assert 0.42 < share < 0.58                  # 0.5 expected; uniform draws would give 1/3
+    for bad, match in (([1, 1], '2 folder weights for 3'), ([1, 0, 1], 'must be positive')):
+        with pytest.raises(ValueError, match=match):
+            _sample_probabilities(ds, ['a', 'b', 'c'], bad)
+    ds.folder_index = [0, 0, 2]
+    with pytest.raises(ValueError, match='b has no training samples'):
+        _sample_probabilities(ds, ['a', 'b', 'c'], [1, 1, 1])
+    run = tmp_path / 'weighted'
+    train([folder, folder], [folder], str(run), epochs=1, cache_dir=cache, loader_workers=0,
+          folder_weights=[3, 1], **SMALL)
+    recipe = json.loads(torch.load(run / 'checkpoint.pt', weights_only=True)['recipe'])
+    assert recipe['folder_weights'] == [3.0, 1.0]
+    with pytest.raises(ValueError, match='folder_weights'):
+        train([folder, folder], [folder], str(run), epochs=1, cache_dir=cache,
+              loader_workers=0, folder_weights=[1, 1], **SMALL)
+
+
 def test_training_lowers_the_loss(water_set, tmp_path):
     folder, cache = water_set
     params = dict(SMALL, steps_per_epoch=40, lr=5e-3, warmup=5)
@@ -174,8 +216,11 @@ def test_train_command(water_set, tmp_path, capsys):
                  '--epochs', '1', '--steps', '2', '--batch', '1', '--patch', '8',
                  '--warmup', '1', '--channels', '4', '--blocks', '1', '--up-channels', '2',
                  '--spacing', '0.2', '--margin', '3', '--cache', cache, '--elements', 'H,O',
-                 '--guess-valid', '1']) == 0
+                 '--guess-valid', '1', '--folder-weights', '1']) == 0
     assert '"valid_guess_nmae"' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='--folder-weights 1,x'):
+        main(['train', '--train', folder, '--out', str(tmp_path / 'x'), '--folder-weights',
+              '1,x'])
     history = json.loads(model.load_weights(tmp_path / 'weights.pt')[1]['history'])
     assert 0 < history[-1]['valid_guess_nmae'] < 0.2 and 'valid_nmae' in history[-1]
     assert model.load_weights(tmp_path / 'weights.pt')[0].arch['elements'] == ['H', 'O']

@@ -79,7 +79,11 @@ class DensityDataset(torch.utils.data.Dataset):
                  cache_dir=None, generator=None, elements=None):
         if isinstance(folders, (str, os.PathLike)):
             folders = [folders]
-        self.records = [rec for folder in folders for rec in store.iter_records(folder)]
+        self.records, self.folder_index = [], []     # folder_index: the folder of each record
+        for i, folder in enumerate(folders):
+            records = list(store.iter_records(folder))
+            self.records += records
+            self.folder_index += [i] * len(records)
         self.spacing = config.GRID_SPACING if spacing is None else float(spacing)
         self.margin = config.GRID_MARGIN if margin is None else float(margin)
         self.upsample = int(upsample)

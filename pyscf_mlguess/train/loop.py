@@ -104,11 +104,14 @@ def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
 class StepPatches(torch.utils.data.Dataset):
     """Item ``step``: the ``batch`` training patches of that optimiser step, each a dict with
     ``x`` (SAD patch), ``y`` (target), ``inner`` (see :func:`random_patch`), ``voxel_volume``
-    and ``n_electrons``, drawn with a generator seeded by (seed, rank, step) alone."""
+    and ``n_electrons``, drawn with a generator seeded by (seed, rank, step) alone.  Samples
+    are drawn uniformly, or with ``probabilities`` (one per sample) when given."""
 
-    def __init__(self, dataset, batch, patch, upsample, context=0, seed=0, rank=0):
+    def __init__(self, dataset, batch, patch, upsample, context=0, seed=0, rank=0,
+                 probabilities=None):
         self.dataset, self.batch, self.patch = dataset, batch, patch
         self.upsample, self.context, self.seed, self.rank = upsample, context, seed, rank
+        self.probabilities = probabilities
 
     def __len__(self):
         return 2**62
@@ -118,13 +121,36 @@ class StepPatches(torch.utils.data.Dataset):
             (self.seed * 1_000_003 + self.rank) * 2**40 + int(step))
         out = []
         for _ in range(self.batch):
-            index = int(torch.randint(len(self.dataset), (1,), generator=gen))
+            if self.probabilities is None:
+                index = int(torch.randint(len(self.dataset), (1,), generator=gen))
+            else:
+                index = int(torch.multinomial(self.probabilities, 1, generator=gen))
             item = self.dataset.item(index, gen)
             x, y, inner = random_patch(item, self.patch, self.upsample, gen,
                                        context=self.context)
             out.append({'x': x, 'y': y, 'inner': inner, 'voxel_volume': item['voxel_volume'],
                         'n_electrons': item['n_electrons']})
         return out
+
+
+def _sample_probabilities(dataset, folders, folder_weights):
+    """Per-sample draw probabilities giving folder i the share ``folder_weights[i]`` of the
+    draws (None: uniform over samples); a folder without samples, or a weight that is not
+    positive, is refused by name."""
+    if folder_weights is None:
+        return None
+    if len(folder_weights) != len(folders):
+        raise ValueError(f'{len(folder_weights)} folder weights for {len(folders)} training '
+                         f'folders ({", ".join(map(str, folders))})')
+    index = torch.tensor(dataset.folder_index)
+    counts = torch.bincount(index, minlength=len(folders))
+    for folder, weight, count in zip(folders, folder_weights, counts.tolist()):
+        if not weight > 0:
+            raise ValueError(f'folder weight {weight} for {folder}: weights must be positive')
+        if count == 0:
+            raise ValueError(f'{folder} has no training samples to give weight {weight}')
+    weights = torch.tensor([float(w) for w in folder_weights], dtype=torch.float64)
+    return (weights / weights.sum() / counts)[index]
 
 
 def _as_is(item):
@@ -236,7 +262,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           batch=4, patch=24, lr=1e-3, weight_decay=1e-4, warmup=100, spacing=None,
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
-          coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0):
+          coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0,
+          folder_weights=None):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
@@ -251,7 +278,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     settings that shape the run are stored in the checkpoint, and resuming with other ones is
     refused; the training data may grow between sittings (each epoch records how many samples
     it drew from).  A run from ``init_weights`` first measures those weights on the validation
-    sets (``start_valid`` in the checkpoint and the weights' metadata).
+    sets (``start_valid`` in the checkpoint and the weights' metadata).  ``folder_weights``
+    (one per training folder) draws each folder's samples with that share of the steps, however
+    many samples it holds (default: every sample alike, so the larger folder dominates).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -280,19 +309,23 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         valid_set.records = valid_set.records[:max_valid]
     if max_train is not None:
         train_set.records = train_set.records[:max_train]
+        train_set.folder_index = train_set.folder_index[:max_train]
     if not len(train_set):
         raise ValueError(f'no converged samples in {train_folders}')
+    probabilities = _sample_probabilities(train_set, train_folders, folder_weights)
     recipe = dict(arch=arch, epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch,
                   patch=patch, lr=lr, weight_decay=weight_decay, warmup=warmup,
                   spacing=train_set.spacing, margin=train_set.margin, seed=seed,
                   context=context, coulomb_weight=coulomb_weight,
                   max_train=max_train, max_valid=max_valid)
+    if folder_weights is not None:                 # only when set: older recipes lack it
+        recipe['folder_weights'] = [float(w) for w in folder_weights]
     recipe = json.loads(json.dumps(recipe))       # as stored: lists, not tuples
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
-    steps = StepPatches(train_set, batch, patch, upsample, context, seed, rank)
+    steps = StepPatches(train_set, batch, patch, upsample, context, seed, rank, probabilities)
     history, start_epoch, start_valid = [], 0, None
     ckpt_path = os.path.join(out, CHECKPOINT)
     if os.path.exists(ckpt_path):
