@@ -89,10 +89,6 @@ def main(argv=None):
     try:
         elements = [e.strip().capitalize() for e in (args.elements or '').split(',')
                     if e.strip()]
-        from pyscf.data.elements import ELEMENTS
-        unknown = [e for e in elements if e not in ELEMENTS]
-        if unknown:
-            raise ValueError(f'--elements: not element symbols: {", ".join(unknown)}')
         molecules = load_molecules(args.molecules, args.n, FOLDERS, elements=elements)
     except ValueError as err:
         raise SystemExit(str(err)) from None

@@ -88,7 +88,7 @@ def gap(run, n, valid=None, cache_dir=None):
     for split, where in folders.items():
         data = DensityDataset(where, meta['output_spacing'], meta['margin'], model.upsample,
                               cache_dir=cache_dir, elements=model.arch.get('elements'))
-        data.records = data.records[:n]
+        data.keep_first(n)
         box, _, coulomb, _ = evaluate(model, data, torch.device('cpu'), coulomb=True)
         out[split] = {'samples': len(data), 'folders': [str(f) for f in where], 'box_nmae': box,
                       'coulomb': coulomb, 'guess_nmae': guess_nmae(model, data, n)}

@@ -28,8 +28,14 @@ def load_molecules(spec, n=None, folders=None, elements=None):
     QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a
     folder of .xyz files (comment line ``charge=N spin=M``).  ``elements`` (symbols) keeps only
     the molecules made of them: of a folder, before ``n`` takes the first N; of the built-in
-    splits, among their first N.  Unreadable files stay in, as errors.
+    splits, among their first N.  Unreadable files stay in, as errors; a symbol that is no
+    element is a ``ValueError``.
     """
+    if elements:
+        from pyscf.data.elements import ELEMENTS
+        unknown = [e for e in elements if e not in ELEMENTS]
+        if unknown:
+            raise ValueError(f'--elements: not element symbols: {", ".join(unknown)}')
     split = spec in (QM9_TEST, DERIVED_TEST)
     entries = _load(spec, n if split or not elements else None, folders)
     if elements:

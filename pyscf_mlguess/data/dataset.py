@@ -95,6 +95,12 @@ class DensityDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.records)
 
+    def keep_first(self, n):
+        """Keep the first ``n`` samples (None: all), with their folders."""
+        self.records = self.records[:n]
+        self.folder_index = self.folder_index[:n]
+        return self
+
     def _cache_path(self, record):
         tag = f"{record['key']}|{record['xc']}|{record['basis']}|{self.spacing}|{self.margin}|" \
               f"{self.upsample}|{record['e_tot']!r}|{BOX_FRAME}" + \

@@ -306,10 +306,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                                               cache_dir=cache_dir, elements=elements)
                   for folder in valid_folders}
     for valid_set in valid_sets.values():
-        valid_set.records = valid_set.records[:max_valid]
-    if max_train is not None:
-        train_set.records = train_set.records[:max_train]
-        train_set.folder_index = train_set.folder_index[:max_train]
+        valid_set.keep_first(max_valid)
+    train_set.keep_first(max_train)
     if not len(train_set):
         raise ValueError(f'no converged samples in {train_folders}')
     probabilities = _sample_probabilities(train_set, train_folders, folder_weights)

@@ -81,7 +81,7 @@ def release(weights, test_folders, out, max_samples=None, progress=True):
     test = DensityDataset(test_folders, meta['output_spacing'], meta['margin'], model.upsample,
                           elements=model.input_elements)
     if max_samples is not None:
-        test.records = test.records[:max_samples]
+        test.keep_first(max_samples)
     if not len(test):
         raise ValueError(f'no converged test samples in {test_folders}')
     rows = [measure_sample(rec, predictor)
