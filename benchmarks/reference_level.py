@@ -2,18 +2,20 @@
 
     python benchmarks/reference_level.py --start 0 --n 30
     python benchmarks/reference_level.py --start 0 --n 30 --grid-levels 1,2,3
+    python benchmarks/reference_level.py --data data/b3lyp_def2svp/train --n 30 --grid-levels 1
 
-For stored PBE validation samples (exact-integral references, conv_tol 1e-10), recompute the
-reference with density fitting (PySCF's default auxiliary basis) at conv_tol 1e-10, and for the
+For stored samples with exact-integral references (by default PBE validation, conv_tol 1e-10),
+recompute the reference with density fitting (PySCF's default auxiliary basis; for a hybrid
+such as B3LYP exchange is fitted too, RI-JK) at conv_tol 1e-10, and for the
 first ``--timed`` of them also at 1e-9 and the exact reference again for timing, all on one
 thread.  Appends one JSON line per molecule to
-``benchmarks/results/reference_level/pbe_valid.jsonl``: wall seconds, cycles, the density NMAE
+``benchmarks/results/reference_level/<xc>_<split>.jsonl`` (split: the data folder's name): wall seconds, cycles, the density NMAE
 against the stored reference (on PySCF's default grid) and the energy difference.  A cheaper
 level is adopted only if its NMAE stays <= 2e-4 (0.02 %), far below the model's error.
 
 With ``--grid-levels`` it instead recomputes each reference density-fitted on PySCF's
 integration grids of those levels (the stored references use level 3) and appends to
-``pbe_valid_grids.jsonl``: CPU seconds (one thread, so robust to a busy machine), cycles, and
+``<xc>_<split>_grids.jsonl``: CPU seconds (one thread, so robust to a busy machine), cycles, and
 the NMAE of each density against the stored exact reference and against the level-3 fitted one.
 """
 
@@ -46,10 +48,11 @@ def main():
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = list(store.iter_records(args.data))[args.start:args.start + args.n]
+    split = pathlib.Path(args.data).name
     if args.grid_levels:
         levels = [int(x) for x in args.grid_levels.split(',')]
         for rec in records:
-            _grid_levels(rec, levels, out)
+            _grid_levels(rec, levels, out / f"{rec['xc']}_{split}_grids.jsonl")
         return
     for i, rec in enumerate(records):
         mol = molecule_of(rec)
@@ -69,12 +72,12 @@ def main():
             row[name] = {'wall': round(time.perf_counter() - t, 2), 'cycles': mf.cycles,
                          'nmae': density_nmae(mol, mf.make_rdm1(), dm_ref, mf.grids),
                          'dE': mf.e_tot - rec['e_tot']}
-        with open(out / f"{rec['xc']}_valid.jsonl", 'a') as f:
+        with open(out / f"{rec['xc']}_{split}.jsonl", 'a') as f:
             print(json.dumps(row), file=f)
         print(json.dumps(row), flush=True)
 
 
-def _grid_levels(rec, levels, out):
+def _grid_levels(rec, levels, path):
     """One molecule: the density-fitted reference on each integration-grid level, compared on
     the finest of them with the stored reference and with the fitted level-3 density."""
     mol = molecule_of(rec)
@@ -97,7 +100,7 @@ def _grid_levels(rec, levels, out):
         row[f'grid{level}']['nmae_stored'] = density_nmae(mol, dm, dm_ref, fine)
         row[f'grid{level}']['nmae_grid3'] = density_nmae(mol, dm, dms[3], fine)
         row[f'grid{level}']['dE_grid3'] = row[f'grid{level}']['e_tot'] - row['grid3']['e_tot']
-    with open(out / f"{rec['xc']}_valid_grids.jsonl", 'a') as f:
+    with open(path, 'a') as f:
         print(json.dumps(row), file=f)
     print(json.dumps(row), flush=True)
 
