@@ -56,6 +56,23 @@ def test_resume_is_exact_and_weights_are_written(water_set, tmp_path):
     assert meta['valid_nmae'] > 0
 
 
+def test_cpu_bf16_is_a_setting_of_the_sitting(water_set, tmp_path):
+    """bfloat16 steps follow the float32 ones closely, each epoch records which it used, and a
+    run may switch between sittings (the recipe does not hold it)."""
+    folder, cache = water_set
+    fp32 = train([folder], [folder], str(tmp_path / 'fp32'), epochs=2, cache_dir=cache,
+                 loader_workers=0, **SMALL)
+    out = str(tmp_path / 'mixed')
+    first = train([folder], [folder], out, epochs=2, sitting_epochs=1, cache_dir=cache,
+                  loader_workers=0, cpu_bf16=True, **SMALL)
+    assert first[0]['bf16'] is True and fp32[0]['bf16'] is False
+    assert first[0]['train_patch_loss'] != fp32[0]['train_patch_loss']   # it did run in bf16
+    assert first[0]['train_patch_loss'] == pytest.approx(fp32[0]['train_patch_loss'], rel=1e-3)
+    both = train([folder], [folder], out, epochs=2, cache_dir=cache, loader_workers=0, **SMALL)
+    assert [h['bf16'] for h in both] == [True, False]
+    assert both[1]['valid_nmae'] == pytest.approx(fp32[1]['valid_nmae'], rel=1e-3)
+
+
 def test_step_patches_depend_on_the_step_alone(water_set):
     from pyscf_mlguess.data.dataset import DensityDataset
     from pyscf_mlguess.train.loop import StepPatches

@@ -21,6 +21,15 @@ load the boxes ahead of the optimiser, and a resumed run draws exactly what a st
 A checkpoint after every epoch holds the model, optimiser, schedule, epoch, random-number state
 and the run's settings, so ``resume`` continues exactly.  CUDA is used when available (with
 bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
+
+On CPU the steps run in float32 unless ``cpu_bf16`` (bfloat16 autocast; the weights, optimiser,
+loss and validation stay float32).  For a float32 input of batch 1 and 3-voxel kernels, PyTorch
+takes oneDNN for a 3D convolution only when channels x depth x height exceed 20480, else its
+native ``slow_conv3d``, which for some shapes is several times slower: a 16-channel patch whose
+first two edges the box's faces cut to about 32 voxels costs more than a whole 40^3 one.
+bfloat16 always takes oneDNN, which on a CPU with native bfloat16 (AVX512-BF16, AMX) is also
+faster per voxel.  Measured in docs/training.md; it is a setting of the sitting, not of the
+recipe (each epoch records it), so a run may switch between sittings.
 """
 
 import copy
@@ -263,7 +272,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
           coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0,
-          folder_weights=None):
+          folder_weights=None, cpu_bf16=False):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
@@ -281,6 +290,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     sets (``start_valid`` in the checkpoint and the weights' metadata).  ``folder_weights``
     (one per training folder) draws each folder's samples with that share of the steps, however
     many samples it holds (default: every sample alike, so the larger folder dominates).
+    ``cpu_bf16``: bfloat16 autocast for the training steps on CPU too (see the module docstring).
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -344,7 +354,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         # the weights as given, measured like every epoch: whether fine-tuning helped is on
         # record (the selection is made on validation, never on the test split)
         start_valid = _validate_each(model, valid_sets, device, guess_valid)
-    use_amp = device.type == 'cuda'
+    use_amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_bf16)
     spectra = {}
     t_start = time.perf_counter()
     last = epochs if sitting_epochs is None else min(epochs, start_epoch + sitting_epochs)
@@ -383,7 +393,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                             lr=f'{sched.get_last_lr()[0]:.1e}')
         entry = {'epoch': epoch + 1, 'train_patch_loss': float(numpy.mean(losses)),
                  'train_samples': len(train_set),
-                 'seconds': time.perf_counter() - t0}
+                 'seconds': time.perf_counter() - t0, 'bf16': use_amp}
         if rank == 0:
             by_folder = _validate_each(model, valid_sets, device, guess_valid)
             if by_folder:
