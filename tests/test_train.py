@@ -73,6 +73,19 @@ def test_cpu_bf16_is_a_setting_of_the_sitting(water_set, tmp_path):
     assert both[1]['valid_nmae'] == pytest.approx(fp32[1]['valid_nmae'], rel=1e-3)
 
 
+def test_valid_every_skips_epochs_but_never_a_sittings_last(water_set, tmp_path):
+    folder, cache = water_set
+    out = str(tmp_path / 'run')
+    kw = dict(cache_dir=cache, loader_workers=0, valid_every=3, **SMALL)
+    first = train([folder], [folder], out, epochs=5, sitting_epochs=2, **kw)
+    history = train([folder], [folder], out, epochs=5, **kw)
+    assert [h['epoch'] for h in history] == [1, 2, 3, 4, 5]
+    assert ['valid_nmae' in h for h in history] == [False, True, True, False, True]
+    assert first[-1]['valid_nmae'] == history[1]['valid_nmae'] > 0
+    with pytest.raises(ValueError, match='valid_every 0'):
+        train([folder], [folder], out, epochs=5, valid_every=0, progress=False)
+
+
 def test_step_patches_depend_on_the_step_alone(water_set):
     from pyscf_mlguess.data.dataset import DensityDataset
     from pyscf_mlguess.train.loop import StepPatches

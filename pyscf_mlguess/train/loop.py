@@ -272,7 +272,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
           coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0,
-          folder_weights=None, cpu_bf16=False):
+          folder_weights=None, cpu_bf16=False, valid_every=1):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
@@ -291,10 +291,15 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     (one per training folder) draws each folder's samples with that share of the steps, however
     many samples it holds (default: every sample alike, so the larger folder dominates).
     ``cpu_bf16``: bfloat16 autocast for the training steps on CPU too (see the module docstring).
+    ``valid_every`` validates only every that many epochs, and always on the last epoch of a
+    sitting and of the run (the others are recorded without ``valid_*`` figures); like
+    ``cpu_bf16`` and ``guess_valid`` it belongs to the sitting, not to the recipe.
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
     from tqdm import tqdm
+    if valid_every < 1:
+        raise ValueError(f'valid_every {valid_every}: validate every 1 or more epochs')
     rank, world = _setup_distributed()
     device = _device(rank, device)
     os.makedirs(out, exist_ok=True)
@@ -394,12 +399,15 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         entry = {'epoch': epoch + 1, 'train_patch_loss': float(numpy.mean(losses)),
                  'train_samples': len(train_set),
                  'seconds': time.perf_counter() - t0, 'bf16': use_amp}
+        out_of_time = (max_minutes is not None
+                       and time.perf_counter() - t_start > 60 * max_minutes)
         if rank == 0:
-            by_folder = _validate_each(model, valid_sets, device, guess_valid)
-            if by_folder:
-                entry.update(next(iter(by_folder.values())))
-            if len(by_folder) > 1:
-                entry['valid_by_folder'] = by_folder
+            if out_of_time or epoch + 1 == last or (epoch + 1) % valid_every == 0:
+                by_folder = _validate_each(model, valid_sets, device, guess_valid)
+                if by_folder:
+                    entry.update(next(iter(by_folder.values())))
+                if len(by_folder) > 1:
+                    entry['valid_by_folder'] = by_folder
             history.append(entry)
             torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
                         'scheduler': sched.state_dict(),
@@ -411,7 +419,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             os.replace(ckpt_path + '.tmp', ckpt_path)
             if progress:
                 print(json.dumps(entry), flush=True)
-        if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
+        if out_of_time:
             break
     if rank == 0:
         rec = train_set.records[0]
