@@ -323,6 +323,25 @@ def test_the_error_relation_recovers_a_log_law():
     assert report.error_relation(few) is None and report._relation_line(few) == []
 
 
+def test_the_setup_share_splits_scf_time_into_setup_and_cycles():
+    from pyscf_mlguess.benchmark import report
+    # SCF time = set-up + cycles * per-cycle, set-up 40 % of minao's 10 cycles of 1.5 s
+    # and a guess of 0.5 s (2 % of minao's 25 s)
+    rows = {f'm{i}': {'cycles': (10 - saved, 10),
+                      'scf_s': (10 + (10 - saved) * 1.5, 10 + 10 * 1.5),
+                      'guess_s': (0.5, 0.0), 'total_s': (10.5 + (10 - saved) * 1.5, 25.0)}
+            for i, saved in enumerate([2, 3, 4] * 4 + [1, 0])}
+    med, q1, q3, n = report.setup_share(rows)
+    assert med == pytest.approx(0.4) and q1 == pytest.approx(0.4) and n == 12   # 1 and 0 left out
+    line = report._setup_line(rows)[0]
+    assert '0.40 (median; quartiles 0.40–0.40)' in line and 'g = 0.020' in line
+    # the median molecule saves 3 cycles: R 0.70, W = 0.4 + 0.6 * 0.7 + 0.02 = 0.84 = measured
+    assert '0.84 at today\'s 0.70 (measured 0.84)' in line
+    assert 'W = 0.90 needs R = 0.80' in line
+    few = dict(list(rows.items())[:report.MIN_FIT - 1])
+    assert report.setup_share(few) is None and report._setup_line(few) == []
+
+
 def test_the_training_curve_recovers_a_power_law(tmp_path):
     spec = importlib.util.spec_from_file_location('training_curve',
                                                   ROOT / 'benchmarks' / 'training_curve.py')

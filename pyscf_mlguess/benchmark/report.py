@@ -166,6 +166,47 @@ def _relation_line(rows):
             'errors are mixed in it; a rough price of a smaller error, not a prediction.', '']
 
 
+#: Fewest cycles saved for a molecule's SCF time to be split into set-up and cycles.
+MIN_SAVED = 2
+
+
+def setup_share(rows):
+    """(median, lower quartile, upper quartile, molecules) of the share of minao's SCF wall
+    time that does not scale with the cycles (integrals, the integration grid, the first Fock
+    build), or None.  Per molecule that mlsr saves at least :data:`MIN_SAVED` cycles on, the two
+    runs give two equations scf_s = set-up + cycles * per-cycle; noisy one by one (the two runs
+    share the machine's load, not its noise), so only the median is meant.  It bounds what fewer
+    cycles can do: with share s and a guess costing g of minao's total time, the total wall-time
+    ratio is W = s + (1 - s) R + g at an SCF-cycle ratio R."""
+    import numpy
+    shares = []
+    for r in rows.values():
+        (c_ml, c_mi), (s_ml, s_mi) = r['cycles'], r['scf_s']
+        if c_mi - c_ml >= MIN_SAVED:
+            per_cycle = (s_mi - s_ml) / (c_mi - c_ml)
+            shares.append((s_mi - c_mi * per_cycle) / s_mi)
+    if len(shares) < MIN_FIT:
+        return None
+    q1, med, q3 = numpy.percentile(shares, [25, 50, 75])
+    return float(med), float(q1), float(q3), len(shares)
+
+
+def _setup_line(rows):
+    share = setup_share(rows)
+    if share is None:
+        return []
+    s, q1, q3, n = share
+    g = statistics.median(r['guess_s'][0] / r['total_s'][1] for r in rows.values())
+    r_now = statistics.median(r['cycles'][0] / r['cycles'][1] for r in rows.values())
+    w_now = statistics.median(r['total_s'][0] / r['total_s'][1] for r in rows.values())
+    return [f'Set-up share s of minao\'s SCF time (integrals, grid: what fewer cycles do not '
+            f'shorten), from the {n} molecules where mlsr saves {MIN_SAVED} or more cycles: '
+            f'{s:.2f} (median; quartiles {q1:.2f}–{q3:.2f}); the mlsr guess costs g = {g:.3f} of '
+            f'minao\'s total time (median). Total wall-time ratio W = s + (1 - s) R + g at an '
+            f'SCF-cycle ratio R: {s + (1 - s) * r_now + g:.2f} at today\'s {r_now:.2f} '
+            f'(measured {w_now:.2f}); W = 0.90 needs R = {(0.9 - s - g) / (1 - s):.2f}.', '']
+
+
 #: The mlsr guess's stages as its records time them (``mf.mlsr_timings``), with their labels.
 GUESS_STAGES = {'grid': 'SAD box', 'model': 'network', 'projection': 'projection'}
 
@@ -213,6 +254,7 @@ def _headline_lines(ml, minao):
               'time over its cycles.'
               + (f' By stage (median SCF cycles): {stages}.' if stages else ''), '',
               *_relation_line(rows),
+              *_setup_line(rows),
               '<details><summary>Per molecule</summary>', '',
               '| molecule | nao | cycles mlsr / minao | guess s mlsr / minao | SCF s mlsr / minao '
               '| total s mlsr / minao | effective cycles mlsr / minao |',
