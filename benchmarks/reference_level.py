@@ -6,11 +6,11 @@
 
 For stored samples with exact-integral references (by default PBE validation, conv_tol 1e-10),
 recompute the reference with density fitting (PySCF's default auxiliary basis; for a hybrid
-such as B3LYP exchange is fitted too, RI-JK) at conv_tol 1e-10, and for the
-first ``--timed`` of them also at 1e-9 and the exact reference again for timing, all on one
-thread.  Appends one JSON line per molecule to
-``benchmarks/results/reference_level/<xc>_<split>.jsonl`` (split: the data folder's name): wall seconds, cycles, the density NMAE
-against the stored reference (on PySCF's default grid) and the energy difference.  A cheaper
+such as B3LYP exchange is fitted too, RI-JK) at conv_tol 1e-10, and for the first ``--timed``
+of them also at 1e-9 and the exact reference again for timing, all on one thread.  Appends one
+JSON line per molecule to ``benchmarks/results/reference_level/<xc>_<split>.jsonl`` (split: the
+data folder's name): wall seconds, cycles, the density NMAE against the stored reference (on
+PySCF's default grid) and the energy difference.  A cheaper
 level is adopted only if its NMAE stays <= 2e-4 (0.02 %), far below the model's error.
 
 With ``--grid-levels`` it instead recomputes each reference density-fitted on PySCF's

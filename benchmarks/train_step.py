@@ -9,8 +9,8 @@ forward, the training loss (NMAE plus the Coulomb term), backward.  Writes one J
 step to ``benchmarks/results/training/train_step.jsonl``: wall seconds of each patch by
 precision, its input shape, and per step the relative loss difference, the cosine between the
 two gradients and, for scale, the cosine between this step's float32 gradient and the previous
-step's (two batches of the same run).  Run it with the machine otherwise idle (or the training paused):
-the figures are wall seconds.
+step's (two batches of the same run).  Run it with the machine otherwise idle (or the training
+paused): the figures are wall seconds.
 """
 
 import argparse
@@ -36,7 +36,8 @@ def _step(model, patches, spacing, bf16):
             pred = model(item['x'])
         pred = pred[(Ellipsis,) + item['inner']].float()
         loss = nmae(pred, item['y'], item['voxel_volume'], item['n_electrons'])
-        loss = loss + coulomb_error((pred - item['y'])[0, 0], spacing, {}) / item['n_electrons']**0.5
+        error = (pred - item['y'])[0, 0]
+        loss = loss + coulomb_error(error, spacing, {}) / item['n_electrons']**0.5
         (loss / len(patches)).backward()
         total += float(loss) / len(patches)
         seconds.append(time.perf_counter() - t)
