@@ -2,7 +2,9 @@
 
     python benchmarks/by_class.py
 
-For every class (a results folder of ``run_scf.py``) and functional: the molecules whose mlsr
+For every class (a results folder of ``run_scf.py``, or the molecules of one made by some of the
+derivation rules of :mod:`pyscf_mlguess.data.derived`, which end each name) and functional:
+the molecules whose mlsr
 and minao runs were timed side by side, the median per-molecule ratios mlsr / minao of SCF
 cycles, effective cycles and total wall time, the summed cycles of both, how many mlsr runs
 ended elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to
@@ -19,7 +21,11 @@ from pyscf_mlguess.benchmark import is_failure, side_by_side
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
 
-#: (class, results folder)
+#: Rules of the derived molecules (the end of each name) by class.
+DERIVED_COMPOUNDS = ('o2s', 'h2cl', 'h2br', 'n2p', 'c2si')
+DERIVED_IONS = ('anion', 'cation')
+
+#: (class, results folder[, derivation rules of the molecules kept])
 CLASSES = [
     ('QM9 organics (in domain)', 'qm9-test'),
     ('drug-like, density fitting (in domain)', 'drugs-df'),
@@ -29,18 +35,31 @@ CLASSES = [
     ('QM9 organics, def2-TZVP (weights trained on def2-SVP)', 'by_class/tzvp_qm9'),
     ('oracle molecules (4 of 6 with S, Cl or P; network used), def2-TZVP',
      'by_class/tzvp_oracle'),
+    ('held-out derived: S, Cl, Br, P or Si put into QM9 molecules', 'derived-test',
+     DERIVED_COMPOUNDS),
+    *[(f'held-out derived: {label} only', 'derived-test', (rule,)) for rule, label in
+      (('o2s', 'O to S'), ('h2cl', 'H to Cl'), ('h2br', 'H to Br'), ('n2p', 'N to P'),
+       ('c2si', 'C to Si'))],
+    ('held-out derived: QM9 ions (protonated, deprotonated)', 'derived-test', DERIVED_IONS),
 ]
 
 
-def rows_of(label, folder):
-    path = RESULTS / folder / 'results.json'
+def rule_of(name):
+    """The derivation rule that ends a derived molecule's name ('qm9-000123-o2s' -> 'o2s')."""
+    return name.rsplit('-', 1)[-1]
+
+
+def rows_of(label, folder, rules=None, results=RESULTS):
+    """Table rows of one class: ``folder``'s molecules, those made by ``rules`` only if given."""
+    path = results / folder / 'results.json'
     if not path.exists():
         return []
     data = json.loads(path.read_text())
     policy = data.get('outside_domain') or '–'
+    records = [r for r in data['records'] if rules is None or rule_of(r['molecule']) in rules]
     out = []
-    for xc, basis in sorted({(r['xc'], r['basis']) for r in data['records']}):
-        recs = [r for r in data['records'] if (r['xc'], r['basis']) == (xc, basis)]
+    for xc, basis in sorted({(r['xc'], r['basis']) for r in records}):
+        recs = [r for r in records if (r['xc'], r['basis']) == (xc, basis)]
         ml = {r['molecule']: r for r in recs if r['guess'] == 'mlsr'}
         minao = {r['molecule']: r for r in recs if r['guess'] == 'minao'}
         pairs = side_by_side(ml, minao)
@@ -67,8 +86,8 @@ def main():
              'cycles, sum mlsr / minao | effective cycles (median) | total wall time (median) '
              '| mlsr runs elsewhere | handed over to minao | mlsr outside the domain | results |',
              '|' + '---|' * 11]
-    for label, folder in CLASSES:
-        lines += rows_of(label, folder)
+    for label, folder, *rules in CLASSES:
+        lines += rows_of(label, folder, *rules)
     text = '\n'.join(lines) + '\n'
     pathlib.Path(args.out).write_text(text)
     print(text)

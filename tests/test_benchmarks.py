@@ -342,6 +342,31 @@ def test_the_setup_share_splits_scf_time_into_setup_and_cycles():
     assert report.setup_share(few) is None and report._setup_line(few) == []
 
 
+def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
+    spec = importlib.util.spec_from_file_location('by_class', ROOT / 'benchmarks' / 'by_class.py')
+    by_class = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(by_class)
+    run = {'run': 'r', 'converged': True, 'delta_e': 0.0, 'guess_s': 0.0, 'xc': 'pbe',
+           'basis': 'def2-svp'}
+    records = []
+    for name, mlsr in (('qm9-000001-o2s', 8), ('qm9-000002-o2s', 9), ('qm9-000003-cation', 12),
+                       ('qm9-000004-h2br', 11)):
+        for guess, cycles in (('minao', 10), ('mlsr', mlsr)):
+            records.append(dict(run, molecule=name, guess=guess, cycles=cycles,
+                                scf_s=float(cycles), total_s=float(cycles)))
+    (tmp_path / 'derived').mkdir()
+    (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records}))
+    sulfur, = by_class.rows_of('S', 'derived', ('o2s',), results=tmp_path)
+    assert '| S | PBE / def2-svp | 2 | 0.85 | 17 / 20 |' in sulfur
+    compounds, = by_class.rows_of('all', 'derived', by_class.DERIVED_COMPOUNDS, results=tmp_path)
+    assert '| 3 | 0.90 | 28 / 30 |' in compounds
+    ions, = by_class.rows_of('ions', 'derived', by_class.DERIVED_IONS, results=tmp_path)
+    assert '| 1 | 1.20 | 12 / 10 |' in ions
+    everything, = by_class.rows_of('all', 'derived', results=tmp_path)
+    assert '| all | PBE / def2-svp | 4 | 0.95 | 40 / 40 |' in everything
+    assert by_class.rows_of('none', 'missing', results=tmp_path) == []
+
+
 def test_the_training_curve_recovers_a_power_law(tmp_path):
     spec = importlib.util.spec_from_file_location('training_curve',
                                                   ROOT / 'benchmarks' / 'training_curve.py')
