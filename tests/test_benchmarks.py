@@ -363,7 +363,7 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     ions, = by_class.rows_of('ions', 'derived', by_class.DERIVED_IONS, results=tmp_path)
     assert '| 1 | 1.20 | 12 / 10 |' in ions
     everything, = by_class.rows_of('all', 'derived', results=tmp_path)
-    assert '| all | PBE / def2-svp | 4 | 0.95 | 40 / 40 |' in everything
+    assert '| all | PBE / def2-svp | 4 | 1.00 | 40 / 40 |' in everything
     assert by_class.rows_of('none', 'missing', results=tmp_path) == []
 
 
