@@ -3,6 +3,7 @@
     python benchmarks/ablations.py --cpu-minutes 30 --variants flat,multiscale,coulomb
     python benchmarks/ablations.py --cpu-minutes 30 --learning-curve 75,150,300 --curve-variant flat
     python benchmarks/ablations.py --report-only
+    python benchmarks/ablations.py --cpu-minutes 30 --variants flat,wide,deep --cpu-bf16
 
 Every variant trains from scratch on the same PBE training samples (``--max-train``, in the
 data's fixed order) for the same CPU time of its optimiser steps: a short calibration measures
@@ -22,6 +23,11 @@ Each trained variant is then measured on the first validation samples:
   ``--n-guess`` molecules;
 * SCF cycles from the 'mlsr' guess (PBE/def2-SVP, PySCF's defaults) on ``--n-cycles``
   molecules, against the minao cycles the reference run recorded at the default tolerance.
+
+``--cpu-bf16`` trains (and calibrates) with bfloat16 autocast, as ``train --cpu-bf16`` does; its
+runs are named ``<variant>-bf16``, beside the float32 ones (docs/training.md: in float32 the
+patch shape decides whether a convolution takes oneDNN or PyTorch's slow native loop, so the
+float32 per-step costs measure the kernel as much as the network).
 
 ``ablations.md`` puts the variants side by side and says which cheap proxy (box NMAE,
 projected-guess NMAE, Coulomb error) ranks the per-molecule cycle ratios best (Spearman, over
@@ -90,8 +96,9 @@ PATCH, BATCH, STEPS_PER_EPOCH = 24, 4, 100
 TRAIN_BOX = (76, 64, 56)
 
 
-def cpu_seconds_per_step(kwargs, calibration_steps=6):
-    """CPU seconds (all threads) of one optimiser step of a variant on random patches."""
+def cpu_seconds_per_step(kwargs, calibration_steps=6, bf16=False):
+    """CPU seconds (all threads) of one optimiser step of a variant on random patches
+    (``bf16``: under bfloat16 autocast)."""
     from pyscf_mlguess.model import DensitySR
     net = DensitySR(**kwargs['arch'])
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
@@ -103,7 +110,9 @@ def cpu_seconds_per_step(kwargs, calibration_steps=6):
     def step():
         opt.zero_grad()
         for _ in range(kwargs.get('batch', BATCH)):
-            net(x).abs().mean().backward()
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+                out = net(x)
+            out.float().abs().mean().backward()
         opt.step()
     step()                                                  # warm-up (allocations, oneDNN)
     t = time.process_time()
@@ -121,27 +130,32 @@ def total_steps(plan):
     return plan['epochs'] * steps_of_epoch(plan)
 
 
-def train_variant(name, kwargs, cpu_minutes, max_train, cache):
+def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False):
     from pyscf_mlguess.train.loop import train
     out = RUNS / name
     plan_path = out / 'plan.json'
     if plan_path.exists():                    # resume with the step count chosen at the start
         plan = json.loads(plan_path.read_text())
+        if plan.get('bf16', False) != bf16:
+            raise SystemExit(f'{plan_path} was planned with bf16={plan.get("bf16", False)}; '
+                             f'resume it with the same --cpu-bf16 setting')
     else:
-        per_step = cpu_seconds_per_step(kwargs)
+        per_step = cpu_seconds_per_step(kwargs, bf16=bf16)
         steps = max(STEPS_PER_EPOCH, int(cpu_minutes * 60 / per_step))
         epochs = math.ceil(steps / STEPS_PER_EPOCH)
         # epochs of equal length that add up to the budget's steps (not rounded up to whole
         # epochs of STEPS_PER_EPOCH, which favours the costly variants)
         plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes, 'epochs': epochs,
-                'steps_per_epoch': math.ceil(steps / epochs), 'threads': torch.get_num_threads()}
+                'steps_per_epoch': math.ceil(steps / epochs), 'threads': torch.get_num_threads(),
+                'bf16': bf16}
         out.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan, indent=1))
     kwargs = dict({'batch': BATCH, 'patch': PATCH}, **kwargs)
     history = train([str(DATA / 'train')], [str(DATA / 'valid')], str(out),
                     epochs=plan['epochs'], steps_per_epoch=steps_of_epoch(plan),
                     warmup=min(100, total_steps(plan) // 10),
-                    cache_dir=cache, max_train=max_train, max_valid=20, **kwargs)
+                    cache_dir=cache, max_train=max_train, max_valid=20, cpu_bf16=bf16,
+                    **kwargs)
     return plan, history
 
 
@@ -217,8 +231,9 @@ def spearman(a, b):
 
 
 def is_curve_run(name, res):
-    """A learning-curve point (run ``<variant>-n<N>``), not a variant of the ablation table."""
-    return res.get('variant', name) != name
+    """A learning-curve point (run ``<variant>-n<N>``), not a variant of the ablation table
+    (``<variant>`` or ``<variant>-bf16``)."""
+    return res.get('variant', name) not in (name, name.removesuffix('-bf16'))
 
 
 def curve_points(results):
@@ -332,6 +347,8 @@ def main():
     parser.add_argument('--shipped', type=int, default=None, metavar='N',
                         help='measure the shipped PBE weights on N validation molecules (all '
                         'measures, cycles included): the proxies on more molecules')
+    parser.add_argument('--cpu-bf16', action='store_true',
+                        help='train and calibrate with bfloat16 autocast (runs <variant>-bf16)')
     parser.add_argument('--report-only', action='store_true')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -343,7 +360,8 @@ def main():
         jobs = [(f'{args.curve_variant}-n{int(n)}', args.curve_variant, int(n))
                 for n in args.learning_curve.split(',')]
     elif not args.report_only and not args.shipped:
-        jobs = [(name, name, args.max_train) for name in args.variants.split(',')]
+        suffix = '-bf16' if args.cpu_bf16 else ''
+        jobs = [(name + suffix, name, args.max_train) for name in args.variants.split(',')]
 
     mine = set()                   # the entries this process writes; others' are read back
 
@@ -376,7 +394,8 @@ def main():
             continue
         what, kwargs = VARIANTS[variant]
         mine.add(name)
-        plan, history = train_variant(name, kwargs, args.cpu_minutes, max_train, args.cache)
+        plan, history = train_variant(name, kwargs, args.cpu_minutes, max_train, args.cache,
+                                      bf16=args.cpu_bf16)
         if len(history) < plan['epochs']:
             break                                           # stopped early: resume later
         entry = results.setdefault(name, {'rows': []})
