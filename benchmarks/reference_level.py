@@ -68,8 +68,7 @@ def main():
             _grid_levels(rec, levels, out / f"{rec['xc']}_{split}_grids.jsonl")
         return
     for i, rec in enumerate(records):
-        mol = molecule_of(rec)
-        dm_ref = store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+        mol, dm_ref = _stored(rec)
         row = {'key': rec['key'], 'nao': mol.nao,
                'stored_exact_wall': round(rec['minao_wall_s'], 1)}
         variants = [('df', True, 1e-10)]
@@ -90,10 +89,22 @@ def main():
         print(json.dumps(row), flush=True)
 
 
+def _stored(rec):
+    """(molecule, stored reference density matrix) of a record."""
+    mol = molecule_of(rec)
+    return mol, store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+
+
+def _level3_grid(mol):
+    """PySCF's default integration grid, on which densities are compared."""
+    grids = dft.gen_grid.Grids(mol)
+    grids.level = 3
+    return grids.build(with_non0tab=False)
+
+
 def _threshold(rec, conv_tol, path):
     """One molecule: its reference again at ``conv_tol``, with the stored level otherwise."""
-    mol = molecule_of(rec)
-    dm_ref = store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+    mol, dm_ref = _stored(rec)
     mf = dft.RKS(mol, xc=rec['xc'])
     if rec.get('density_fit'):
         mf = mf.density_fit()
@@ -103,9 +114,7 @@ def _threshold(rec, conv_tol, path):
     mf.callback = cycles.append             # counted as the generator counts them
     t = time.process_time()
     mf.kernel()
-    fine = dft.gen_grid.Grids(mol)
-    fine.level = 3
-    fine.build(with_non0tab=False)
+    fine = _level3_grid(mol)
     row = {'key': rec['key'], 'nao': mol.nao, 'density_fit': bool(rec.get('density_fit')),
            'grid_level': rec['grid_level'], 'stored_conv_tol': rec['conv_tol'],
            'stored_cycles': rec['minao_cycles'], 'conv_tol': conv_tol, 'cycles': len(cycles),
@@ -120,8 +129,7 @@ def _threshold(rec, conv_tol, path):
 def _grid_levels(rec, levels, path):
     """One molecule: the density-fitted reference on each integration-grid level, compared on
     the finest of them with the stored reference and with the fitted level-3 density."""
-    mol = molecule_of(rec)
-    dm_ref = store.density_matrix_from_orbitals(rec['mo_occ_coeff'], mol.intor('int1e_ovlp'))
+    mol, dm_ref = _stored(rec)
     row = {'key': rec['key'], 'nao': mol.nao, 'stored_density_fit': rec.get('density_fit', False)}
     dms = {}
     for level in sorted(set(levels) | {3}):
@@ -133,9 +141,7 @@ def _grid_levels(rec, levels, path):
         dms[level] = mf.make_rdm1()
         row[f'grid{level}'] = {'cpu': round(time.process_time() - t, 2), 'cycles': mf.cycles,
                                'converged': bool(mf.converged), 'e_tot': mf.e_tot}
-    fine = dft.gen_grid.Grids(mol)
-    fine.level = 3
-    fine.build(with_non0tab=False)
+    fine = _level3_grid(mol)
     for level, dm in dms.items():
         row[f'grid{level}']['nmae_stored'] = density_nmae(mol, dm, dm_ref, fine)
         row[f'grid{level}']['nmae_grid3'] = density_nmae(mol, dm, dms[3], fine)

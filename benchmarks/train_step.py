@@ -22,7 +22,7 @@ import torch
 
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.model import load_weights
-from pyscf_mlguess.train.loop import StepPatches, coulomb_error, nmae
+from pyscf_mlguess.train.loop import StepPatches, patch_loss
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -34,10 +34,7 @@ def _step(model, patches, spacing, bf16):
         t = time.perf_counter()
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             pred = model(item['x'])
-        pred = pred[(Ellipsis,) + item['inner']].float()
-        loss = nmae(pred, item['y'], item['voxel_volume'], item['n_electrons'])
-        error = (pred - item['y'])[0, 0]
-        loss = loss + coulomb_error(error, spacing, {}) / item['n_electrons']**0.5
+        loss = patch_loss(pred, item, spacing, 1.0, {})
         (loss / len(patches)).backward()
         total += float(loss) / len(patches)
         seconds.append(time.perf_counter() - t)

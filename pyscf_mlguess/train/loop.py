@@ -233,6 +233,18 @@ def _validate(model, valid_set, device, guess_valid):
     return out
 
 
+def patch_loss(pred, item, spacing, coulomb_weight, spectra, device=None):
+    """The training loss of one patch (module docstring): NMAE of the central patch of
+    ``pred`` plus ``coulomb_weight`` times its Coulomb error per sqrt(electron)."""
+    pred = pred[(Ellipsis,) + item['inner']].float()
+    y = item['y'] if device is None else item['y'].to(device)
+    loss = nmae(pred, y, item['voxel_volume'], item['n_electrons'])
+    if coulomb_weight:
+        loss = loss + coulomb_weight * coulomb_error(
+            (pred - y)[0, 0], spacing, spectra) / item['n_electrons']**0.5
+    return loss
+
+
 def _validate_each(model, valid_sets, device, guess_valid):
     """{folder: its validation figures} over the non-empty validation sets."""
     return {folder: _validate(model, valid_set, device, guess_valid)
@@ -382,13 +394,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             for item in patches:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     pred = net(item['x'].to(device))
-                pred = pred[(Ellipsis,) + item['inner']].float()
-                y = item['y'].to(device)
-                loss = nmae(pred, y, item['voxel_volume'], item['n_electrons'])
-                if coulomb_weight:
-                    loss = loss + coulomb_weight * coulomb_error(
-                        (pred - y)[0, 0], train_set.spacing, spectra) / item['n_electrons']**0.5
-                loss = loss / batch
+                loss = patch_loss(pred, item, train_set.spacing, coulomb_weight, spectra,
+                                  device) / batch
                 loss.backward()
                 loss_sum += float(loss.detach())
             opt.step()
