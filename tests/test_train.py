@@ -344,3 +344,32 @@ def test_the_generalisation_gap_of_a_run(water_set, tmp_path):
         assert gap[split]['guess_nmae'] == pytest.approx(last['valid_guess_nmae'], rel=1e-6)
     text = tc.report({'steps': [3], 'measures': {}, 'gap': gap}, 'run')
     assert f"| train | {100 * last['valid_nmae']:.2f} % |" in text
+
+
+def test_compare_weights_pairs_each_molecule_and_resumes(water_set, tmp_path, monkeypatch):
+    """benchmarks/compare_weights.py measures both weights on every validation molecule as
+    the run's validation does; weights against themselves differ nowhere, and a second call
+    reads its stored rows instead of measuring again."""
+    import importlib.util
+    import pathlib
+    spec = importlib.util.spec_from_file_location(
+        'compare_weights',
+        pathlib.Path(__file__).parents[1] / 'benchmarks' / 'compare_weights.py')
+    cw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cw)
+    folder, cache = water_set
+    run = tmp_path / 'run'
+    last = train([folder], [folder], str(run), epochs=1, cache_dir=cache, loader_workers=0,
+                 guess_valid=1, **SMALL)[-1]
+    weights = str(run / 'weights.pt')
+    args = [weights, weights, '--valid', str(folder), '--out', str(tmp_path / 'cmp')]
+    cw.main(args)
+    result = json.loads((tmp_path / 'cmp' / 'run-vs-run.json').read_text())
+    guess = result['folders'][str(folder)]['mlsr_guess']
+    assert guess['samples'] == 1 and guess['b_better'] == guess['b_worse'] == 0
+    assert guess['median_ratio'] == pytest.approx(1.0, abs=1e-12)
+    assert guess['mean_a'] == pytest.approx(last['valid_guess_nmae'], rel=1e-6)
+    from pyscf_mlguess.train import release as rel
+    monkeypatch.setattr(rel, 'measure_sample', lambda *a: pytest.fail('measured again'))
+    cw.main(args)
+    assert '| projected guess | 1 |' in (tmp_path / 'cmp' / 'run-vs-run.md').read_text()
