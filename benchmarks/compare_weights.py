@@ -97,8 +97,8 @@ def main(argv=None):
     from pyscf_mlguess.train.release import measure_sample
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f'{label(args.a)}-vs-{label(args.b)}'
-    path = stem.with_suffix('.json')
+    stem = f'{label(args.a)}-vs-{label(args.b)}'     # versions have dots: no with_suffix
+    path = out / f'{stem}.json'
     old = json.loads(path.read_text()) if path.exists() else {}
     done = {(r['folder'], r['key']): r for r in old.get('rows', [])}
     pred_a, meta_a, model_a = predictor_of(args.a)
@@ -125,7 +125,7 @@ def main(argv=None):
                               for k in MEASURES} for f in args.valid},
               'rows': rows}
     path.write_text(json.dumps(result, indent=1))
-    stem.with_suffix('.md').write_text(markdown(result))
+    (out / f'{stem}.md').write_text(markdown(result))
     print(markdown(result))
 
 

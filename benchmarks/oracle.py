@@ -9,6 +9,11 @@ column.
     python benchmarks/oracle.py --out benchmarks/results/oracle          # all, resumable
     python benchmarks/oracle.py --molecules benchmarks/molecules/oracle --xc pbe --spacings 0.2
     python benchmarks/oracle.py --spacings 0.15 --grid-levels 1,2 --exchange lda_x,k_refresh
+    python benchmarks/oracle.py --molecules qm9-test --n 12 --xc pbe --spacings 0.15,0.3 \
+        --out benchmarks/results/oracle/qm9-test
+
+``--molecules`` is a folder of .xyz files or a built-in set of ``run_scf.py`` (``qm9-test``,
+``derived-test``); closed shells only.
 
 Writes ``results.json`` (one record per molecule, functional, guess) and ``oracle.md``.
 """
@@ -19,10 +24,13 @@ import json
 import pathlib
 import time
 
+import numpy
 from pyscf import dft, gto, scf
 
 import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
 from pyscf_mlguess import ZeroPredictor, config
+from pyscf_mlguess.benchmark.molecules import load_molecules
+from pyscf_mlguess.metrics import default_grids, density_nmae
 from pyscf_mlguess.oracle import OraclePredictor
 from pyscf_mlguess.project import EXCHANGE_TREATMENTS
 
@@ -39,24 +47,30 @@ def run(mol, xc, init_guess, **attrs):
     for key, value in attrs.items():
         setattr(mf, key, value)
     t0 = time.perf_counter()
-    mf.kernel()
+    mf.dm0 = mf.get_init_guess(mol, mf.init_guess)   # kept for its density error; kernel()'s start
+    mf.kernel(mf.dm0)
     return mf, time.perf_counter() - t0
 
 
-def oracle_rows(path, xc, basis, spacings, margin, grid_levels, treatments):
-    mol = gto.M(atom=str(path), basis=basis, verbose=0)
+def oracle_rows(name, entry, xc, basis, spacings, margin, grid_levels, treatments):
+    mol = gto.M(atom=entry['atom'], charge=entry['charge'], spin=entry['spin'], basis=basis,
+                verbose=0)
+    if mol.spin:
+        raise ValueError(f'{name}: open shell (spin {mol.spin}); the oracle runs closed shells')
     ref = make_scf(mol, xc)
     ref.conv_tol = 1e-11
     ref.kernel()
     dm_ref = ref.make_rdm1()
+    grids = default_grids(mol, getattr(ref, 'grids', None))
     rows = []
 
     def record(guess, mf, seconds, spacing=None, exchange=None, extra=0, level=None):
-        rows.append(dict(molecule=path.stem, xc=xc, basis=basis, nao=mol.nao, guess=guess,
+        rows.append(dict(molecule=name, xc=xc, basis=basis, nao=mol.nao, guess=guess,
                          spacing=spacing, margin=margin if spacing else None, exchange=exchange,
                          grid_level=level,
                          cycles=mf.cycles, extra_builds=extra, total=mf.cycles + extra,
-                         converged=bool(mf.converged), e_tot=mf.e_tot, seconds=seconds))
+                         converged=bool(mf.converged), e_tot=mf.e_tot, seconds=seconds,
+                         guess_nmae=density_nmae(mol, mf.dm0, dm_ref, grids)))
 
     mf_minao, t = run(mol, xc, 'minao')
     record('minao', mf_minao, t)
@@ -109,7 +123,7 @@ def summary(rows):
     """Cycle sums per functional and setting, over the molecules that have every setting of
     that functional (extra exchange builds counted)."""
     lines = ['| xc | guess | exchange | projection grid level | spacing (Bohr) | molecules | '
-             'cycles, sum (+extra) |', '|' + '---|' * 7]
+             'cycles, sum (+extra) | guess NMAE, median |', '|' + '---|' * 8]
     for xc in dict.fromkeys(r['xc'] for r in rows):
         rs = [r for r in rows if r['xc'] == xc]
         settings = {}
@@ -120,16 +134,20 @@ def summary(rows):
         for (guess, exchange, level, spacing), by_mol in settings.items():
             cycles = sum(by_mol[m]['cycles'] for m in common)
             extra = sum(by_mol[m]['extra_builds'] or 0 for m in common)
+            nmae = [by_mol[m].get('guess_nmae') for m in common]
+            nmae = (f'{100 * numpy.median(nmae):.2f} %' if nmae and None not in nmae else '–')
             lines.append(f"| {xc} | {guess} | {exchange} | {'-' if level is None else level} | "
                          f"{spacing or '-'} | {len(common)} | {cycles}"
-                         + (f' (+{extra})' if extra else '') + ' |')
+                         + (f' (+{extra})' if extra else '') + f' | {nmae} |')
     return '\n'.join(lines) + '\n'
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--molecules', default=str(HERE / 'molecules' / 'oracle'))
+    parser.add_argument('--molecules', default=str(HERE / 'molecules' / 'oracle'),
+                        help='folder of .xyz files, or qm9-test / derived-test')
+    parser.add_argument('--n', type=int, help='first N molecules only')
     parser.add_argument('--xc', default='pbe,b3lyp')
     parser.add_argument('--basis', default='def2-svp')
     parser.add_argument('--spacings', default='0.1,0.15,0.2,0.3')
@@ -153,15 +171,19 @@ def main():
     if unknown:
         parser.error(f'--exchange: unknown treatment(s) {sorted(unknown)}; '
                      f'choose from {EXCHANGE_TREATMENTS}')
+    entries = load_molecules(args.molecules, n=args.n)
     for xc in args.xc.split(','):
-        for path in sorted(pathlib.Path(args.molecules).glob('*.xyz')):
-            if (path.stem, xc) in done:
+        for name, entry in entries:
+            if (name, xc) in done:
                 continue
+            if isinstance(entry, str):
+                raise SystemExit(f'{name}: {entry}')
             t0 = time.perf_counter()
-            rows += oracle_rows(path, xc, args.basis, spacings, args.margin, levels, treatments)
+            rows += oracle_rows(name, entry, xc, args.basis, spacings, args.margin, levels,
+                                treatments)
             store.write_text(json.dumps(rows, indent=1))
             (out / 'oracle.md').write_text(markdown(rows))
-            print(f'{path.stem} {xc}: {time.perf_counter() - t0:.0f} s', flush=True)
+            print(f'{name} {xc}: {time.perf_counter() - t0:.0f} s', flush=True)
     print(markdown(rows))
 
 

@@ -358,13 +358,13 @@ def test_compare_weights_pairs_each_molecule_and_resumes(water_set, tmp_path, mo
     cw = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cw)
     folder, cache = water_set
-    run = tmp_path / 'run'
+    run = tmp_path / 'run-0.1'
     last = train([folder], [folder], str(run), epochs=1, cache_dir=cache, loader_workers=0,
                  guess_valid=1, **SMALL)[-1]
     weights = str(run / 'weights.pt')
     args = [weights, weights, '--valid', str(folder), '--out', str(tmp_path / 'cmp')]
     cw.main(args)
-    result = json.loads((tmp_path / 'cmp' / 'run-vs-run.json').read_text())
+    result = json.loads((tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.json').read_text())
     guess = result['folders'][str(folder)]['mlsr_guess']
     assert guess['samples'] == 1 and guess['b_better'] == guess['b_worse'] == 0
     assert guess['median_ratio'] == pytest.approx(1.0, abs=1e-12)
@@ -372,4 +372,4 @@ def test_compare_weights_pairs_each_molecule_and_resumes(water_set, tmp_path, mo
     from pyscf_mlguess.train import release as rel
     monkeypatch.setattr(rel, 'measure_sample', lambda *a: pytest.fail('measured again'))
     cw.main(args)
-    assert '| projected guess | 1 |' in (tmp_path / 'cmp' / 'run-vs-run.md').read_text()
+    assert '| projected guess | 1 |' in (tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.md').read_text()
