@@ -385,3 +385,40 @@ def test_the_training_curve_recovers_a_power_law(tmp_path):
     assert '| 200 | ' in text and 'steps^-0.50' in text
     tc.plot(result, tmp_path / 'run.png', 'run')
     assert (tmp_path / 'run.png').stat().st_size > 0
+
+
+def test_the_resolution_floor_transplants_the_network_error_onto_the_fine_exact_density(
+        water_pbe):
+    spec = importlib.util.spec_from_file_location('resolution_floor',
+                                                  ROOT / 'benchmarks' / 'resolution_floor.py')
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    import numpy
+    from pyscf_mlguess.field import DensityField
+    from pyscf_mlguess.grid import make_grid
+    from pyscf_mlguess.oracle import OraclePredictor
+    mol, dm_ref, _ = water_pbe
+
+    def bump(grid):                  # a smooth error, 0.01 e/Bohr^3 at its centre, width 1 Bohr
+        r2 = ((grid.coords() - [0.5, 0.0, 0.3]) ** 2).sum(axis=1)
+        return 0.01 * numpy.exp(-r2).reshape(grid.shape)
+
+    class Network:                   # the exact density at 0.4 Bohr plus the bump
+        input_spacing, margin, input_elements, meta, refine = 0.4, 4.0, None, {}, 1
+
+        def __call__(self, mol, grid, rho_sad):
+            exact = OraclePredictor(dm_ref)(mol, grid, rho_sad)
+            return DensityField(exact.values + bump(grid), grid)
+
+    grid = make_grid(mol, 0.4, 4.0)
+    fields = {v: floor._Predictor(v, Network(), dm_ref)(mol, grid, None) for v in floor.VARIANTS}
+    fine = grid.refine(2)
+    assert fields['exact'].grid.shape == grid.shape and fields['exact_fine'].grid.shape == fine.shape
+    numpy.testing.assert_allclose(fields['model'].values - fields['exact'].values, bump(grid),
+                                  atol=1e-12)
+    # the network's own error, carried onto the fine grid by the splines, sits on the exact
+    # fine density: the bump at the fine points, to the interpolation's accuracy
+    moved = fields['model_on_fine'].values - fields['exact_fine'].values
+    assert abs(moved - bump(fine)).max() < 2e-4
+    assert fields['model_interpolated'].grid.shape == fine.shape
+    assert fields['model_interpolated'].charge == pytest.approx(fields['model'].charge, abs=2e-3)
