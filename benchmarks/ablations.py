@@ -85,6 +85,15 @@ VARIANTS = {
     'elements-context-coulomb-0.3': ('the above with element channels',
                                      dict(arch=dict(BASE, upsample=1, elements=ELEMENTS),
                                           spacing=0.3, context=8, coulomb_weight=1.0)),
+    # Capacity at the shipped recipe (the recipe above): the network's own error, not the 0.3
+    # Bohr output, sets the guess's error (benchmarks/resolution_floor.py); measure with
+    # --cpu-bf16, whose kernel choice changed the cost ranking of width and depth.
+    'recipe-wide': ('the recipe above with 32 channels',
+                    dict(arch=dict(BASE, channels=32, upsample=1, elements=ELEMENTS),
+                         spacing=0.3, context=8, coulomb_weight=1.0)),
+    'recipe-deep': ('the recipe above with 8 residual blocks',
+                    dict(arch=dict(BASE, blocks=8, upsample=1, elements=ELEMENTS),
+                         spacing=0.3, context=8, coulomb_weight=1.0)),
     # Patches of 24 voxels with 8 of context compute 40^3 inputs for 24^3 targets; a whole
     # box (one molecule per step, about the cost of the 4 patches) wastes none of it.
     'whole-box': ('the recipe above trained on whole boxes, one molecule per step',
