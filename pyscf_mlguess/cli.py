@@ -143,7 +143,8 @@ def build_parser():
     t.add_argument('--out', required=True, help='run folder: checkpoint.pt and weights.pt')
     t.add_argument('--init-weights', default=None,
                    help='start from these weights; they fix the network and its box (leave the '
-                   'network options, --spacing and --margin unset)')
+                   'network options, --spacing and --margin unset), except that --upsample 2 '
+                   'on weights without upsampling starts a twice finer output from them')
     t.add_argument('--epochs', type=int, default=10)
     t.add_argument('--steps', type=int, default=200, help='optimiser steps per epoch')
     t.add_argument('--batch', type=int, default=4, help='patches per step')

@@ -323,6 +323,39 @@ class DensitySR(nn.Module):
         return out
 
 
+def refine_output(model):
+    """A copy of a network without sub-voxel upsampling whose output is twice as fine.
+
+    The head, the multi-scale branch and the body are the network's own.  The new upsampling
+    stage starts as the trilinear interpolation of the network's output: the up-convolution's
+    first output channel repeats the old tail on every sub-voxel, its PReLU starts as the
+    identity, and the new tail is the separable kernel (1/4, 1/2, 1/4), which on the repeated
+    values interpolates linearly at the sub-voxel centres (:meth:`UniformGrid.refine`); the
+    other up-channels start at PyTorch's default and enter the tail with weight zero.  Training
+    at the finer spacing starts where the coarse network stands, not from the SAD density.
+    """
+    if model.upsample != 1:
+        raise ValueError(f'refine_output takes a network without sub-voxel upsampling; this one '
+                         f'has upsample {model.upsample}')
+    arch = dict(model.arch, upsample=2)
+    if arch['kernel'] != 3:
+        raise ValueError(f"refine_output needs kernel 3 (linear interpolation); got {arch['kernel']}")
+    fine = DensitySR(**arch)
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith('tail.')}
+    missing, unexpected = fine.load_state_dict(own, strict=False)
+    assert not unexpected and all(k.startswith(('up.', 'tail.')) for k in missing), missing
+    with torch.no_grad():
+        conv, prelu = fine.up[0], fine.up[2]
+        conv.weight[:8] = model.tail.weight[0]          # output channel 0: sub-voxels 0..7
+        conv.bias[:8] = model.tail.bias[0]
+        prelu.weight[0] = 1.0
+        k = torch.tensor([0.25, 0.5, 0.25])
+        fine.tail.weight.zero_()
+        fine.tail.weight[0, 0] = k[:, None, None] * k[None, :, None] * k[None, None, :]
+        fine.tail.bias.zero_()
+    return fine.eval()
+
+
 #: An ion's net charge goes where the SAD density exceeds about this (e/Bohr^3): weight
 #: rho / (rho + ION_CHARGE_DENSITY), flat inside the molecule and fading at its surface
 #: (docs/design.md, "Ions").

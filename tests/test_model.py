@@ -383,3 +383,25 @@ def test_output_vanishes_where_the_sad_density_does():
     ungated.load_state_dict(net.state_dict())
     with torch.no_grad():
         assert torch.all(ungated(rho[None, None])[0, 0][vacuum] != 0)
+
+
+def test_a_refined_network_starts_as_the_interpolation_of_the_coarse_one():
+    from scipy import ndimage
+    torch.manual_seed(0)
+    coarse = model.DensitySR(channels=4, blocks=1, upsample=1, up_channels=2,
+                             elements=['H', 'O']).eval()
+    torch.nn.init.normal_(coarse.tail.weight, std=0.1)       # a network that predicts something
+    fine = model.refine_output(coarse)
+    assert fine.upsample == 2 and fine.arch == dict(coarse.arch, upsample=2)
+    x = torch.rand(1, 3, 9, 8, 7)
+    with torch.no_grad():
+        # sub-voxel a of voxel i sits at i - 1/4 + a/2 (UniformGrid.refine): linear interpolation
+        # there of the coarse output, the gate aside (it is the same nearest-voxel factor)
+        coarse.gate_density = fine.gate_density = 0
+        c, f = coarse(x)[0, 0].numpy(), fine(x)[0, 0].numpy()
+    at = numpy.meshgrid(*[(numpy.arange(2 * n) - 0.5) / 2 for n in c.shape], indexing='ij')
+    expected = ndimage.map_coordinates(c, at, order=1, mode='nearest')
+    numpy.testing.assert_allclose(f, expected, atol=1e-5 * abs(c).max())
+    assert abs(c).max() > 1e-3
+    with pytest.raises(ValueError, match='upsample 2'):
+        model.refine_output(fine)

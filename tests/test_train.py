@@ -231,12 +231,29 @@ def test_fine_tuning_keeps_the_box_and_network_of_its_weights(water_set, tmp_pat
     assert json.loads(meta['start_valid'])[folder]['valid_nmae'] == pytest.approx(
         start_last['valid_nmae'], rel=1e-6)
     assert json.loads(model.load_weights(weights)[1]['start_valid']) is None
-    for asked in (dict(arch={'upsample': 2}), dict(arch={'levels': 2}), dict(spacing=0.15),
+    for asked in (dict(arch={'upsample': 3}), dict(arch={'levels': 2}), dict(spacing=0.15),
                   dict(margin=5.0)):
         with pytest.raises(ValueError, match='fixes the network and its box'):
             train([folder], [folder], str(tmp_path / 'bad'), epochs=1, cache_dir=cache,
                   init_weights=str(weights),
                   **{**SMALL, 'arch': None, 'spacing': None, 'margin': None, **asked})
+
+
+def test_a_coarse_network_starts_a_twice_finer_one(water_set, tmp_path):
+    folder, cache = water_set
+    start = tmp_path / 'start'
+    train([folder], [folder], str(start), epochs=1, cache_dir=cache,
+          **dict(SMALL, arch=dict(ARCH, upsample=1)))
+    out = tmp_path / 'fine'
+    params = dict(SMALL, arch={'upsample': 2}, spacing=None, margin=None)
+    train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
+          init_weights=str(start / 'weights.pt'), **params)
+    net, meta = model.load_weights(out / 'weights.pt')
+    assert net.upsample == 2 and (meta['output_spacing'], meta['input_spacing']) == (0.1, 0.2)
+    # a second sitting grafts the same way and takes the checkpoint
+    history = train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
+                    init_weights=str(start / 'weights.pt'), **params)
+    assert [h['epoch'] for h in history] == [1, 2]
 
 
 def test_train_command(water_set, tmp_path, capsys):

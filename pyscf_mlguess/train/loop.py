@@ -46,7 +46,7 @@ from torch import nn
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
 from pyscf_mlguess.model import (DensitySR, conserve_charge, load_weights, predict_tiled,
-                                 save_weights)
+                                 refine_output, save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -298,7 +298,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     folder's figures are the epoch's ``valid_*``), on at most ``max_valid`` samples.  The
     settings that shape the run are stored in the checkpoint, and resuming with other ones is
     refused; the training data may grow between sittings (each epoch records how many samples
-    it drew from).  A run from ``init_weights`` first measures those weights on the validation
+    it drew from).  ``init_weights`` without sub-voxel upsampling and ``arch`` asking for
+    ``upsample=2`` start a network with a twice finer output from them (:func:`refine_output`).
+    A run from ``init_weights`` first measures those weights on the validation
     sets (``start_valid`` in the checkpoint and the weights' metadata).  ``folder_weights``
     (one per training folder) draws each folder's samples with that share of the steps, however
     many samples it holds (default: every sample alike, so the larger folder dominates).
@@ -318,6 +320,11 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     torch.manual_seed(seed)
     if init_weights is not None:              # fine-tuning starts from existing weights
         model, meta = load_weights(init_weights)
+        if model.upsample == 1 and (arch or {}).get('upsample') == 2:
+            # a twice finer output from a coarse network: its body, and an upsampling stage
+            # that starts as the interpolation of its output (model.refine_output)
+            model = refine_output(model)
+            meta = dict(meta, output_spacing=meta['output_spacing'] / 2)
         spacing, margin = _as_trained(init_weights, model, meta, arch, spacing, margin)
     else:
         model = DensitySR(**(arch or {}))
