@@ -422,3 +422,23 @@ def test_the_resolution_floor_transplants_the_network_error_onto_the_fine_exact_
     assert abs(moved - bump(fine)).max() < 2e-4
     assert fields['model_interpolated'].grid.shape == fine.shape
     assert fields['model_interpolated'].charge == pytest.approx(fields['model'].charge, abs=2e-3)
+
+
+def test_the_oracle_records_cycles_and_the_start_density_error_of_each_guess():
+    spec = importlib.util.spec_from_file_location('oracle', ROOT / 'benchmarks' / 'oracle.py')
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    rows = oracle.oracle_rows('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
+                              'def2-svp', [0.15, 0.3], 5.0, [1], ['lda_x'])
+    by = {(r['guess'], r['spacing']): r for r in rows}
+    assert set(by) == {('minao', None), ('atom', None), ('sad-projected', None),
+                       ('oracle', 0.15), ('oracle', 0.3)}
+    assert all(r['converged'] and abs(r['delta_e']) < 1e-7 for r in rows)
+    # each start's own density error (not minao's): the exact density projected is far closer,
+    # and closer the finer its samples
+    nmae = {k: r['guess_nmae'] for k, r in by.items()}
+    assert nmae[('oracle', 0.15)] < nmae[('oracle', 0.3)] < 0.2 * nmae[('minao', None)]
+    assert nmae[('minao', None)] != nmae[('sad-projected', None)]
+    assert by[('oracle', 0.15)]['cycles'] < by[('minao', None)]['cycles']
+    table = oracle.markdown(rows)
+    assert '| pbe | oracle | - | 1 | 0.15 | 1 |' in table and 'guess NMAE, median' in table
