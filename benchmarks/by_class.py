@@ -27,6 +27,8 @@ DERIVED_IONS = ('anion', 'cation')
 
 #: (class, results folder[, derivation rules of the molecules kept])
 CLASSES = [
+    ('QM9 organics (in domain)', 'qm9-test-0.3'),
+    ('QM9 organics (in domain)', 'qm9-test-0.2'),
     ('QM9 organics (in domain)', 'qm9-test'),
     ('drug-like, density fitting (in domain)', 'drugs-df'),
     ('closed shells with Si, P, S, Cl, B, Al, Li, Na, ...', 'by_class/main_group'),
@@ -49,6 +51,14 @@ def rule_of(name):
     return name.rsplit('-', 1)[-1]
 
 
+def weights_of(records):
+    """The weights the mlsr runs used ('pbe-0.3'), or '0.1' for runs from before the benchmark
+    recorded them (every such run used the 0.1 weights)."""
+    used = sorted({r['weights'].split()[0].removesuffix('.pt') for r in records
+                   if r.get('weights')})
+    return ', '.join(used) if used else '0.1'
+
+
 def rows_of(label, folder, rules=None, results=RESULTS):
     """Table rows of one class: ``folder``'s molecules, those made by ``rules`` only if given."""
     path = results / folder / 'results.json'
@@ -69,7 +79,8 @@ def rows_of(label, folder, rules=None, results=RESULTS):
                for k in ('cycles', 'effective', 'total_s')}
         elsewhere = sum(is_failure(r) for r in ml.values())
         handed = sum(r.get('handed_over_to') == 'minao' for r in ml.values())
-        out.append(f"| {label} | {xc.upper()} / {basis} | {len(pairs)} | {med['cycles']:.2f} | "
+        out.append(f"| {label} | {xc.upper()} / {basis} | {weights_of(ml.values())} | "
+                   f"{len(pairs)} | {med['cycles']:.2f} | "
                    f"{sum(p['cycles'][0] for p in pairs.values())} / "
                    f"{sum(p['cycles'][1] for p in pairs.values())} | {med['effective']:.2f} | "
                    f"{med['total_s']:.2f} | {elsewhere} | {handed} | {policy} | "
@@ -82,10 +93,10 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=str(RESULTS / 'by_class.md'))
     args = parser.parse_args()
-    lines = ['| class | functional / basis | molecules | cycles mlsr / minao (median) | '
+    lines = ['| class | functional / basis | weights | molecules | cycles mlsr / minao (median) | '
              'cycles, sum mlsr / minao | effective cycles (median) | total wall time (median) '
              '| mlsr runs elsewhere | handed over to minao | mlsr outside the domain | results |',
-             '|' + '---|' * 11]
+             '|' + '---|' * 12]
     for label, folder, *rules in CLASSES:
         lines += rows_of(label, folder, *rules)
     text = '\n'.join(lines) + '\n'

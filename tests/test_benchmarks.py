@@ -357,14 +357,16 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     (tmp_path / 'derived').mkdir()
     (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records}))
     sulfur, = by_class.rows_of('S', 'derived', ('o2s',), results=tmp_path)
-    assert '| S | PBE / def2-svp | 2 | 0.85 | 17 / 20 |' in sulfur
+    assert '| S | PBE / def2-svp | 0.1 | 2 | 0.85 | 17 / 20 |' in sulfur
     compounds, = by_class.rows_of('all', 'derived', by_class.DERIVED_COMPOUNDS, results=tmp_path)
     assert '| 3 | 0.90 | 28 / 30 |' in compounds
     ions, = by_class.rows_of('ions', 'derived', by_class.DERIVED_IONS, results=tmp_path)
     assert '| 1 | 1.20 | 12 / 10 |' in ions
     everything, = by_class.rows_of('all', 'derived', results=tmp_path)
-    assert '| all | PBE / def2-svp | 4 | 1.00 | 40 / 40 |' in everything
+    assert '| all | PBE / def2-svp | 0.1 | 4 | 1.00 | 40 / 40 |' in everything
     assert by_class.rows_of('none', 'missing', results=tmp_path) == []
+    assert by_class.weights_of([{'weights': 'pbe-0.3.pt sha256:70fefd476bb7'}, {}]) == 'pbe-0.3'
+    assert by_class.weights_of([{}]) == '0.1'
 
 
 def test_the_training_curve_recovers_a_power_law(tmp_path):
