@@ -56,6 +56,9 @@ def main(argv=None):
     parser.add_argument('--elements',
                         help='comma-separated symbols: only the molecules made of these '
                         '(e.g. H,C,N,O,F, the QM9 elements)')
+    parser.add_argument('--containing',
+                        help='comma-separated symbols: only the molecules with at least one of '
+                        'these (e.g. S,Cl)')
     parser.add_argument('--xc', default='pbe', help='comma-separated; hf allowed')
     parser.add_argument('--basis', default='def2-svp', help='comma-separated')
     parser.add_argument('--guesses', default=DEFAULT_GUESSES, help='comma-separated')
@@ -87,9 +90,10 @@ def main(argv=None):
     from pyscf_mlguess.benchmark import load_molecules, plot, run, summarize
     from pyscf_mlguess.benchmark.runner import SettingsMismatch, load_results
     try:
-        elements = [e.strip().capitalize() for e in (args.elements or '').split(',')
-                    if e.strip()]
-        molecules = load_molecules(args.molecules, args.n, FOLDERS, elements=elements)
+        elements, containing = ([e.strip().capitalize() for e in (option or '').split(',')
+                                 if e.strip()] for option in (args.elements, args.containing))
+        molecules = load_molecules(args.molecules, args.n, FOLDERS, elements=elements,
+                                   containing=containing)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     if args.report_only:

@@ -306,6 +306,30 @@ def test_an_element_filter_keeps_the_molecules_made_of_those_elements(run_scf, t
                       '--report-only', '--no-plots'])
 
 
+def test_a_containing_filter_keeps_the_molecules_with_any_of_those_elements(run_scf, tmp_path):
+    from pyscf_mlguess.benchmark.molecules import elements_of
+    full = dict(load_molecules('drugs', folders=run_scf.FOLDERS))
+    kept = load_molecules('drugs', folders=run_scf.FOLDERS, containing=['S', 'Cl'])
+    names = [name for name, _ in kept]
+    assert {'captopril', 'chloroquine', 'diclofenac', 'omeprazole'} <= set(names)
+    assert not {'ibuprofen', 'morphine'} & set(names)
+    assert names == sorted(names)
+    assert all(elements_of(full[name]['atom']) & {'S', 'Cl'} for name in names)
+    assert all(not elements_of(entry['atom']) & {'S', 'Cl'}
+               for name, entry in full.items() if name not in names)
+    # both filters: made of CHNOS and containing S (so no Cl)
+    both = load_molecules('drugs', folders=run_scf.FOLDERS, elements=list('CHNOS'),
+                          containing=['S'])
+    chnos = {n for n in names if elements_of(full[n]['atom']) <= set('CHNOS')}
+    assert {n for n, _ in both} == chnos
+    assert 'captopril' in {n for n, _ in both} and 'clopidogrel' not in {n for n, _ in both}
+    assert [n for n, _ in load_molecules('drugs', 2, run_scf.FOLDERS, containing=['Cl'])] \
+        == [n for n in names if 'Cl' in elements_of(full[n]['atom'])][:2]
+    with pytest.raises(SystemExit, match='--containing: not element symbols: Qq'):
+        run_scf.main(['--molecules', 'drugs', '--containing', 'S,Qq', '--out', str(tmp_path),
+                      '--report-only', '--no-plots'])
+
+
 def test_the_error_relation_recovers_a_log_law():
     from pyscf_mlguess.benchmark import report
     errors = [10 ** (-3 + 1.5 * i / 19) for i in range(20)]         # 0.1 % to 3 %

@@ -20,28 +20,34 @@ def elements_of(atom):
     return {ELEMENTS[gto.charge(symbol)] for symbol, _ in gto.format_atom(atom)}
 
 
-def load_molecules(spec, n=None, folders=None, elements=None):
+def load_molecules(spec, n=None, folders=None, elements=None, containing=None):
     """[(name, entry)] where entry is a dict (atom, charge, spin) or an error message.
 
     ``spec`` is ``'qm9-test'`` (the held-out QM9 test split of the training data, in its fixed
     order; needs ``qm9pack``), ``'derived-test'`` (the test split of the molecules derived from
     QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a
     folder of .xyz files (comment line ``charge=N spin=M``).  ``elements`` (symbols) keeps only
-    the molecules made of them: of a folder, before ``n`` takes the first N; of the built-in
-    splits, among their first N.  Unreadable files stay in, as errors; a symbol that is no
-    element is a ``ValueError``.
+    the molecules made of them, ``containing`` (symbols) those with at least one of them (the
+    S or Cl medicines of a drug set): of a folder, before ``n`` takes the first N; of the
+    built-in splits, among their first N.  Unreadable files stay in, as errors; a symbol that
+    is no element is a ``ValueError`` naming the option.
     """
-    if elements:
-        from pyscf.data.elements import ELEMENTS
-        unknown = [e for e in elements if e not in ELEMENTS]
-        if unknown:
-            raise ValueError(f'--elements: not element symbols: {", ".join(unknown)}')
+    for option, symbols in (('--elements', elements), ('--containing', containing)):
+        if symbols:
+            from pyscf.data.elements import ELEMENTS
+            unknown = [e for e in symbols if e not in ELEMENTS]
+            if unknown:
+                raise ValueError(f'{option}: not element symbols: {", ".join(unknown)}')
     split = spec in (QM9_TEST, DERIVED_TEST)
-    entries = _load(spec, n if split or not elements else None, folders)
+    entries = _load(spec, n if split or not (elements or containing) else None, folders)
     if elements:
         allowed = set(elements)
         entries = [(name, entry) for name, entry in entries
                    if isinstance(entry, str) or elements_of(entry['atom']) <= allowed]
+    if containing:
+        wanted = set(containing)
+        entries = [(name, entry) for name, entry in entries
+                   if isinstance(entry, str) or elements_of(entry['atom']) & wanted]
     return entries if split else entries[:n]
 
 
