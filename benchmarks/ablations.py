@@ -188,8 +188,8 @@ def measure_variant(name, n_guess, n_cycles, cache, weights=None, rows=None, sav
         item = valid[i]
         sad = item['sad']
         with torch.inference_mode():
-            pred = conserve_charge(predict_tiled(net, sad), sad, -item['charge'],
-                                   item['voxel_volume'])
+            pred = conserve_charge(predict_tiled(net, sad, electrons=-item['charge']), sad,
+                                   -item['charge'], item['voxel_volume'])
         ref = item['delta_rho'][0]
         n = item['n_electrons']
         err = (pred - ref).double().numpy()

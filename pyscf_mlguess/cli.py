@@ -64,6 +64,8 @@ def _train(args):
     given = {k: getattr(args, k) for k in ARCH_DEFAULTS if getattr(args, k) is not None}
     if args.elements:
         given['elements'] = args.elements.split(',')
+    if args.charge_input:
+        given['charge_input'] = True
     if args.init_weights:               # the weights fix the network; a differing ask is refused
         arch = given or None
     else:
@@ -144,7 +146,8 @@ def build_parser():
     t.add_argument('--init-weights', default=None,
                    help='start from these weights; they fix the network and its box (leave the '
                    'network options, --spacing and --margin unset), except that --upsample 2 '
-                   'on weights without upsampling starts a twice finer output from them')
+                   'on weights without upsampling starts a twice finer output from them, and '
+                   '--charge-input adds the charge input to weights without it')
     t.add_argument('--epochs', type=int, default=10)
     t.add_argument('--steps', type=int, default=200, help='optimiser steps per epoch')
     t.add_argument('--batch', type=int, default=4, help='patches per step')
@@ -166,6 +169,9 @@ def build_parser():
     t.add_argument('--elements', default=None,
                    help='element channels: comma-separated symbols whose SAD densities are '
                    'extra inputs (e.g. H,C,N,O,F)')
+    t.add_argument('--charge-input', action='store_true',
+                   help="the molecule's charge as an extra input channel (for ions: the SAD "
+                   'density is of neutral atoms)')
     t.add_argument('--context', type=int, default=0,
                    help='input voxels of context around each patch, outside the loss')
     t.add_argument('--coulomb-weight', type=float, default=0.0,

@@ -236,11 +236,18 @@ class DensitySR(nn.Module):
     :func:`pyscf_mlguess.grid.sad_density_on_grid`): the total SAD density, then each listed
     element's part, which the network sees as fractions of the total (so it need not infer the
     element from the shape of a peak).
+
+    ``charge_input`` adds one more input channel, constant over the box: the molecule's extra
+    electrons over its neutral atoms (``-mol.charge``), which :meth:`forward` then needs.  The
+    SAD density is that of neutral atoms, so without it an ion looks like its neutral molecule
+    and the network cannot tell where the extra electron or the hole goes (docs/design.md,
+    "Ions").
     """
 
     def __init__(self, channels=16, blocks=4, kernel=3, head_kernel=5, upsample=2,
                  up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05,
-                 gate_density=1e-3, levels=0, level_blocks=2, elements=None):
+                 gate_density=1e-3, levels=0, level_blocks=2, elements=None,
+                 charge_input=False):
         super().__init__()
         self.arch = dict(channels=channels, blocks=blocks, kernel=kernel, head_kernel=head_kernel,
                          upsample=upsample, up_channels=up_channels, res_scale=res_scale,
@@ -251,8 +258,11 @@ class DensitySR(nn.Module):
             self.arch.update(levels=levels, level_blocks=level_blocks)
         if elements:
             self.arch.update(elements=list(elements))
+        if charge_input:
+            self.arch.update(charge_input=True)
         self.input_elements = tuple(elements) if elements else None
-        n_in = 1 + (len(elements) if elements else 0)
+        self.charge_input = bool(charge_input)
+        n_in = 1 + (len(elements) if elements else 0) + self.charge_input
         self.head = nn.Sequential(_conv(n_in, channels, head_kernel), nn.PReLU(channels))
         self.branch = (CoarseBranch(channels, level_blocks, kernel, res_scale, levels)
                        if levels > 0 else None)
@@ -301,10 +311,19 @@ class DensitySR(nn.Module):
             return log
         return torch.cat([log, rho_sad[:, 1:].clamp(min=0) / (total + self.density_floor)], 1)
 
-    def forward(self, rho_sad):
+    def forward(self, rho_sad, electrons=None):
         """rho_sad: (N, C, D, H, W) e/Bohr^3 (C = 1 + element channels; channel 0 the total)
-        -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3."""
-        h = self.head(self.features(rho_sad))
+        -> delta_rho (N, 1, fD, fH, fW) e/Bohr^3.  ``electrons``: each molecule's extra
+        electrons over its neutral atoms (a number or (N,)); needed with ``charge_input``,
+        ignored without."""
+        x = self.features(rho_sad)
+        if self.charge_input:
+            if electrons is None:
+                raise ValueError('this network takes the molecule\'s charge: call it with '
+                                 'electrons = -mol.charge')
+            e = torch.as_tensor(electrons, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1, 1)
+            x = torch.cat([x, e.expand(x.shape[0], 1, *x.shape[2:])], 1)
+        h = self.head(x)
         if self.branch is not None:
             a = self.alignment
             shape = h.shape[-3:]
@@ -356,6 +375,24 @@ def refine_output(model):
     return fine.eval()
 
 
+def add_charge_input(model):
+    """A copy of a network that also takes the molecule's charge (``charge_input``), with the
+    new input's filters zero: it starts as the network it came from, for every charge, and
+    training teaches it what an ion's charge changes."""
+    if model.charge_input:
+        raise ValueError('add_charge_input: this network already takes the charge')
+    charged = DensitySR(**dict(model.arch, charge_input=True))
+    own = model.state_dict()
+    head = own.pop('head.0.weight')
+    missing, unexpected = charged.load_state_dict(own, strict=False)
+    assert not unexpected and missing == ['head.0.weight'], (missing, unexpected)
+    with torch.no_grad():
+        weight = charged.head[0].weight
+        weight.zero_()
+        weight[:, :head.shape[1]] = head
+    return charged.eval()
+
+
 #: An ion's net charge goes where the SAD density exceeds about this (e/Bohr^3): weight
 #: rho / (rho + ION_CHARGE_DENSITY), flat inside the molecule and fading at its surface
 #: (docs/design.md, "Ions").
@@ -393,16 +430,17 @@ def conserve_charge(delta_rho, rho_sad, electrons=0.0, voxel_volume=1.0):
     return delta_rho
 
 
-def predict_tiled(model, rho_sad, tile=None):
+def predict_tiled(model, rho_sad, tile=None, electrons=None):
     """Run ``model`` on a (D, H, W) input box (or (C, D, H, W) with element channels) in tiles of
     ``tile`` voxels per edge, each padded with a halo of the receptive field from its
-    neighbours; equals the untiled output.  ``tile=None`` runs the whole box at once."""
+    neighbours; equals the untiled output.  ``tile=None`` runs the whole box at once.
+    ``electrons`` (``-mol.charge``) goes to a network that takes the charge."""
     f = model.upsample
     x = rho_sad[None, None] if rho_sad.ndim == 3 else rho_sad[None]
     x = x.contiguous(memory_format=torch.channels_last_3d)
     shape = tuple(rho_sad.shape[-3:])
     if tile is None or all(n <= tile for n in shape):
-        return model(x)[0, 0]
+        return model(x, electrons)[0, 0]
     align = getattr(model, 'alignment', 1)
     halo = -(-model.receptive_radius // align) * align     # tiles start on the coarse grid
     tile = max(align, tile // align * align)
@@ -413,7 +451,7 @@ def predict_tiled(model, rho_sad, tile=None):
             for k in starts[2]:
                 lo = [max(0, s - halo) for s in (i, j, k)]
                 hi = [min(n, s + tile + halo) for s, n in zip((i, j, k), shape)]
-                piece = model(x[..., lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])[0, 0]
+                piece = model(x[..., lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], electrons)[0, 0]
                 keep = [slice((s - l) * f, (min(s + tile, n) - l) * f)
                         for s, l, n in zip((i, j, k), lo, shape)]
                 out[i * f:min(i + tile, shape[0]) * f, j * f:min(j + tile, shape[1]) * f,
@@ -579,8 +617,8 @@ class CNNPredictor:
             # the padded features, the branch's output and its coarse tensors (each level: four
             # of twice the channels on an eighth of the voxels, so at most one channels-wide)
             per_voxel += 4 * 3 * a['channels']
-        if a.get('elements'):
-            per_voxel += 4 * (1 + len(a['elements']))  # the tile's element-channel input
+        if a.get('elements') or a.get('charge_input'):      # the tile's multi-channel input
+            per_voxel += 4 * (1 + len(a.get('elements') or ()) + bool(a.get('charge_input')))
         return out + int(numpy.prod(edge)) * per_voxel
 
     @classmethod
@@ -597,7 +635,7 @@ class CNNPredictor:
             torch.set_num_threads(lib.num_threads())
         try:
             with torch.inference_mode():
-                delta = predict_tiled(self.model, x, self.tile)
+                delta = predict_tiled(self.model, x, self.tile, electrons=-mol.charge)
                 delta = conserve_charge(delta, x, -mol.charge, out_grid.voxel_volume)
         finally:
             torch.set_num_threads(threads)

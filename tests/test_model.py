@@ -405,3 +405,53 @@ def test_a_refined_network_starts_as_the_interpolation_of_the_coarse_one():
     assert abs(c).max() > 1e-3
     with pytest.raises(ValueError, match='upsample 2'):
         model.refine_output(fine)
+
+
+def test_a_network_given_the_charge_starts_as_the_one_without_it():
+    torch.manual_seed(0)
+    plain = model.DensitySR(channels=4, blocks=1, upsample=1, elements=['H', 'O']).eval()
+    torch.nn.init.normal_(plain.tail.weight, std=0.1)        # a network that predicts something
+    charged = model.add_charge_input(plain)
+    assert charged.charge_input and charged.arch == dict(plain.arch, charge_input=True)
+    assert charged.head[0].weight.shape[1] == plain.head[0].weight.shape[1] + 1
+    x = torch.rand(1, 3, 9, 8, 7)
+    with torch.no_grad():
+        before = plain(x)
+        for electrons in (-1, 0, 1, 2):
+            torch.testing.assert_close(charged(x, electrons), before, rtol=0, atol=0)
+        # once its filters for the charge are not zero, the charge changes the output
+        torch.nn.init.normal_(charged.head[0].weight[:, -1:], std=0.1)
+        assert (charged(x, 1) - charged(x, -1)).abs().max() > 1e-4
+        # a batch: one charge per molecule
+        both = charged(torch.cat([x, x]), torch.tensor([1.0, -1.0]))
+        torch.testing.assert_close(both[1:], charged(x, -1))
+        # tiles see the same constant channel: tiled equals whole
+        torch.testing.assert_close(model.predict_tiled(charged, x[0], tile=4, electrons=1),
+                                   charged(x, 1)[0, 0], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match='electrons = -mol.charge'):
+        charged(x)
+    with pytest.raises(ValueError, match='already takes the charge'):
+        model.add_charge_input(charged)
+    # the weights file round-trips the architecture
+    restored = model.DensitySR(**charged.arch)
+    restored.load_state_dict(charged.state_dict())
+    assert restored.charge_input
+
+
+def test_the_predictor_gives_the_network_the_molecules_charge(monkeypatch):
+    from pyscf import gto
+    from pyscf_mlguess.grid import make_grid
+    seen = []
+
+    class Spy(model.DensitySR):
+        def forward(self, rho_sad, electrons=None):
+            seen.append(electrons)
+            return super().forward(rho_sad, electrons)
+
+    net = Spy(channels=4, blocks=1, upsample=1, charge_input=True)
+    predictor = model.CNNPredictor(net, {'input_spacing': 0.3, 'margin': 3.0}, device='cpu')
+    mol = gto.M(atom='O 0 0 0; H 0 0 0.97', charge=-1, verbose=0)
+    grid = make_grid(mol, 0.3, 3.0)
+    field = predictor(mol, grid, numpy.random.default_rng(0).random(grid.shape))
+    assert field.values.shape == grid.shape
+    assert seen and all(e == 1 for e in seen)

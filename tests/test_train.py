@@ -390,3 +390,23 @@ def test_compare_weights_pairs_each_molecule_and_resumes(water_set, tmp_path, mo
     monkeypatch.setattr(rel, 'measure_sample', lambda *a: pytest.fail('measured again'))
     cw.main(args)
     assert '| projected guess | 1 |' in (tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.md').read_text()
+
+
+def test_a_network_without_the_charge_starts_one_that_takes_it(water_set, tmp_path):
+    folder, cache = water_set
+    start = tmp_path / 'start'
+    train([folder], [folder], str(start), epochs=1, cache_dir=cache, **SMALL)
+    out = tmp_path / 'charged'
+    params = dict(SMALL, arch={'charge_input': True}, spacing=None, margin=None)
+    train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
+          init_weights=str(start / 'weights.pt'), **params)
+    net, meta = model.load_weights(out / 'weights.pt')
+    assert net.charge_input and net.arch == dict(model.load_weights(start / 'weights.pt')[0].arch,
+                                                 charge_input=True)
+    # measured first as the weights it came from: the graft changes nothing at the start
+    start_last = json.loads(model.load_weights(start / 'weights.pt')[1]['history'])[-1]
+    assert json.loads(meta['start_valid'])[folder]['valid_nmae'] == pytest.approx(
+        start_last['valid_nmae'], rel=1e-6)
+    history = train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
+                    init_weights=str(start / 'weights.pt'), **params)
+    assert [h['epoch'] for h in history] == [1, 2]

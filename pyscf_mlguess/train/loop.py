@@ -45,8 +45,8 @@ from torch import nn
 
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
-from pyscf_mlguess.model import (DensitySR, conserve_charge, load_weights, predict_tiled,
-                                 refine_output, save_weights)
+from pyscf_mlguess.model import (DensitySR, add_charge_input, conserve_charge, load_weights,
+                                 predict_tiled, refine_output, save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -112,8 +112,8 @@ def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
 
 class StepPatches(torch.utils.data.Dataset):
     """Item ``step``: the ``batch`` training patches of that optimiser step, each a dict with
-    ``x`` (SAD patch), ``y`` (target), ``inner`` (see :func:`random_patch`), ``voxel_volume``
-    and ``n_electrons``, drawn with a generator seeded by (seed, rank, step) alone.  Samples
+    ``x`` (SAD patch), ``y`` (target), ``inner`` (see :func:`random_patch`), ``voxel_volume``,
+    ``n_electrons`` and ``electrons`` (the molecule's extra electrons, ``-charge``), drawn with a generator seeded by (seed, rank, step) alone.  Samples
     are drawn uniformly, or with ``probabilities`` (one per sample) when given."""
 
     def __init__(self, dataset, batch, patch, upsample, context=0, seed=0, rank=0,
@@ -138,7 +138,7 @@ class StepPatches(torch.utils.data.Dataset):
             x, y, inner = random_patch(item, self.patch, self.upsample, gen,
                                        context=self.context)
             out.append({'x': x, 'y': y, 'inner': inner, 'voxel_volume': item['voxel_volume'],
-                        'n_electrons': item['n_electrons']})
+                        'n_electrons': item['n_electrons'], 'electrons': -item['charge']})
         return out
 
 
@@ -207,7 +207,8 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
         for i in range(len(dataset)):
             item = dataset[i]
             sad = item['sad'].to(device)
-            pred = conserve_charge(predict_tiled(model, sad, tile), sad, -item['charge'],
+            pred = conserve_charge(predict_tiled(model, sad, tile, electrons=-item['charge']),
+                                   sad, -item['charge'],
                                    item['voxel_volume'])
             ref = item['delta_rho'][0].to(device)
             n = item['n_electrons']
@@ -268,7 +269,8 @@ def _as_trained(path, model, meta, arch, spacing, margin):
     keeps: a network's filters are tied to its voxel size.  ``arch``, ``spacing`` or ``margin``
     asked for that differ from the weights' are refused, not ignored."""
     trained = {'spacing': meta.get('output_spacing'), 'margin': meta.get('margin')}
-    have = dict({'levels': 0, 'elements': None}, **model.arch, **trained)   # flat, no channels
+    have = dict({'levels': 0, 'elements': None, 'charge_input': False},   # flat, no channels
+                **model.arch, **trained)
     asked = dict(arch or {}, spacing=spacing, margin=margin)
     differ = [f'{k} {v} (the weights have {have.get(k)})' for k, v in asked.items()
               if v is not None and have.get(k) != v]
@@ -299,7 +301,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     settings that shape the run are stored in the checkpoint, and resuming with other ones is
     refused; the training data may grow between sittings (each epoch records how many samples
     it drew from).  ``init_weights`` without sub-voxel upsampling and ``arch`` asking for
-    ``upsample=2`` start a network with a twice finer output from them (:func:`refine_output`).
+    ``upsample=2`` start a network with a twice finer output from them (:func:`refine_output`);
+    ``init_weights`` without the charge input and ``arch`` asking for ``charge_input`` start a
+    network that takes the molecule's charge from them (:func:`add_charge_input`).
     A run from ``init_weights`` first measures those weights on the validation
     sets (``start_valid`` in the checkpoint and the weights' metadata).  ``folder_weights``
     (one per training folder) draws each folder's samples with that share of the steps, however
@@ -325,6 +329,10 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             # that starts as the interpolation of its output (model.refine_output)
             model = refine_output(model)
             meta = dict(meta, output_spacing=meta['output_spacing'] / 2)
+        if (arch or {}).get('charge_input') and not model.charge_input:
+            # the molecule's charge as a new input, whose filters start at zero
+            # (model.add_charge_input): the run starts where the weights stand
+            model = add_charge_input(model)
         spacing, margin = _as_trained(init_weights, model, meta, arch, spacing, margin)
     else:
         model = DensitySR(**(arch or {}))
@@ -400,7 +408,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             loss_sum = 0.0
             for item in patches:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    pred = net(item['x'].to(device))
+                    pred = net(item['x'].to(device), item['electrons'])
                 loss = patch_loss(pred, item, train_set.spacing, coulomb_weight, spectra,
                                   device) / batch
                 loss.backward()
