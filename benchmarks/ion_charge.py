@@ -50,6 +50,12 @@ def _weight(rho_sad, f, g):
     return model._on_output_grid(r if g is None else r / (r + g), f)
 
 
+def _relative(folder):
+    """``folder`` relative to the repository when inside it (results name no machine paths)."""
+    path = pathlib.Path(folder).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(folder)
+
+
 def placement(kind, g=None):
     """A conserve_charge stand-in for one placement (see the module docstring)."""
     def conserve(delta, rho_sad, electrons=0.0, voxel_volume=1.0):
@@ -114,7 +120,7 @@ def main():
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f'{name}.json').write_text(json.dumps(
-        {'weights': model.weights_id(path), 'folder': str(folder), 'median': median, 'rows': rows},
+        {'weights': model.weights_id(path), 'folder': _relative(folder), 'median': median, 'rows': rows},
         indent=1))
     print('median', ' '.join(f'{k} {v:.2%}' for k, v in median.items()))
 
