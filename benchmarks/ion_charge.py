@@ -61,7 +61,7 @@ def placement(kind, g=None):
     def conserve(delta, rho_sad, electrons=0.0, voxel_volume=1.0):
         f = delta.shape[-1] // rho_sad.shape[-1]
         NET.append(float(delta.sum()) * voxel_volume)
-        if kind in ('one', 'keep'):
+        if kind == 'keep':
             w = _weight(rho_sad, f, g)
             return delta - w * ((delta.sum() - electrons / voxel_volume) / w.sum())
         delta = CONSERVE(delta, rho_sad, 0.0, voxel_volume)
@@ -88,8 +88,9 @@ def main():
     stem = pathlib.Path(path).stem
     if args.neutral:
         folder, name = ROOT / 'data' / 'pbe_def2svp' / 'valid', args.name or 'neutral'
-        variants = {'sad': CONSERVE, 'one0.03': placement('one', 0.03),
-                    'one0.003': placement('one', 0.003)}
+        # 'one<g>' in neutral.json: the keep<g> placement under its first name
+        variants = {'sad': CONSERVE, 'one0.03': placement('keep', 0.03),
+                    'one0.003': placement('keep', 0.003)}
     else:
         folder = args.folder or ROOT / 'data' / 'pbe_def2svp_derived' / 'valid'
         name = args.name or f'ions-{stem}'
@@ -120,8 +121,8 @@ def main():
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f'{name}.json').write_text(json.dumps(
-        {'weights': model.weights_id(path), 'folder': _relative(folder), 'median': median, 'rows': rows},
-        indent=1))
+        {'weights': model.weights_id(path), 'folder': _relative(folder), 'median': median,
+         'rows': rows}, indent=1))
     print('median', ' '.join(f'{k} {v:.2%}' for k, v in median.items()))
 
 

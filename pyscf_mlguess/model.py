@@ -358,7 +358,8 @@ def refine_output(model):
                          f'has upsample {model.upsample}')
     arch = dict(model.arch, upsample=2)
     if arch['kernel'] != 3:
-        raise ValueError(f"refine_output needs kernel 3 (linear interpolation); got {arch['kernel']}")
+        raise ValueError(f"refine_output needs kernel 3 (linear interpolation); "
+                         f"got {arch['kernel']}")
     fine = DensitySR(**arch)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith('tail.')}
     missing, unexpected = fine.load_state_dict(own, strict=False)

@@ -113,8 +113,9 @@ def random_patch(item, patch, upsample, generator, near_density=0.5, context=0):
 class StepPatches(torch.utils.data.Dataset):
     """Item ``step``: the ``batch`` training patches of that optimiser step, each a dict with
     ``x`` (SAD patch), ``y`` (target), ``inner`` (see :func:`random_patch`), ``voxel_volume``,
-    ``n_electrons`` and ``electrons`` (the molecule's extra electrons, ``-charge``), drawn with a generator seeded by (seed, rank, step) alone.  Samples
-    are drawn uniformly, or with ``probabilities`` (one per sample) when given."""
+    ``n_electrons`` and ``electrons`` (the molecule's extra electrons, ``-charge``), drawn with
+    a generator seeded by (seed, rank, step) alone.  Samples are drawn uniformly, or with
+    ``probabilities`` (one per sample) when given."""
 
     def __init__(self, dataset, batch, patch, upsample, context=0, seed=0, rank=0,
                  probabilities=None):
@@ -208,8 +209,7 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
             item = dataset[i]
             sad = item['sad'].to(device)
             pred = conserve_charge(predict_tiled(model, sad, tile, electrons=-item['charge']),
-                                   sad, -item['charge'],
-                                   item['voxel_volume'])
+                                   sad, -item['charge'], item['voxel_volume'])
             ref = item['delta_rho'][0].to(device)
             n = item['n_electrons']
             errs.append(float(nmae(pred, ref, item['voxel_volume'], n)))
