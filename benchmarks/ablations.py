@@ -174,7 +174,7 @@ def measure_variant(name, n_guess, n_cycles, cache, weights=None, rows=None, sav
     ``save()`` called after each."""
     from pyscf import dft
     from pyscf_mlguess.data.dataset import DensityDataset, molecule_of
-    from pyscf_mlguess.model import CNNPredictor, conserve_charge, load_weights, predict_tiled
+    from pyscf_mlguess.model import CNNPredictor, load_weights, predict_delta
     from pyscf_mlguess.train.loop import coulomb_error_numpy, nmae
     from pyscf_mlguess.train.release import measure_sample
     net, meta = load_weights(weights or RUNS / name / 'weights.pt')
@@ -188,8 +188,7 @@ def measure_variant(name, n_guess, n_cycles, cache, weights=None, rows=None, sav
         item = valid[i]
         sad = item['sad']
         with torch.inference_mode():
-            pred = conserve_charge(predict_tiled(net, sad, electrons=-item['charge']), sad,
-                                   -item['charge'], item['voxel_volume'])
+            pred = predict_delta(net, sad, -item['charge'], item['voxel_volume'])
         ref = item['delta_rho'][0]
         n = item['n_electrons']
         err = (pred - ref).double().numpy()

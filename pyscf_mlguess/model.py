@@ -460,6 +460,14 @@ def predict_tiled(model, rho_sad, tile=None, electrons=None):
     return out
 
 
+
+def predict_delta(model, rho_sad, electrons=0.0, voxel_volume=1.0, tile=None):
+    """The correction the guess adds to the SAD density: :func:`predict_tiled`, then
+    :func:`conserve_charge` to the net charge ``electrons`` (``-mol.charge``).  ``voxel_volume``:
+    of the output grid (Bohr^3)."""
+    delta = predict_tiled(model, rho_sad, tile, electrons=electrons)
+    return conserve_charge(delta, rho_sad, electrons, voxel_volume)
+
 def default_device():
     """``config.MODEL_DEVICE`` when set, else CUDA when available, else CPU."""
     if config.MODEL_DEVICE:
@@ -636,8 +644,8 @@ class CNNPredictor:
             torch.set_num_threads(lib.num_threads())
         try:
             with torch.inference_mode():
-                delta = predict_tiled(self.model, x, self.tile, electrons=-mol.charge)
-                delta = conserve_charge(delta, x, -mol.charge, out_grid.voxel_volume)
+                delta = predict_delta(self.model, x, -mol.charge, out_grid.voxel_volume,
+                                      self.tile)
         finally:
             torch.set_num_threads(threads)
         return DensityField(delta.double().cpu().numpy(), out_grid)

@@ -118,6 +118,17 @@ def test_conserve_charge():
     assert float(ion[0, 0, 0]) * 0.125 * 16 == pytest.approx(1.0, rel=0.01)
 
 
+
+def test_predict_delta_is_the_tiled_prediction_with_the_ions_charge(net):
+    x = torch.rand(13, 11, 9)
+    with torch.inference_mode():
+        raw = model.predict_tiled(net, x)
+        out = model.predict_delta(net, x, electrons=-1.0, voxel_volume=0.125, tile=5)
+    assert float(raw.sum()) * 0.125 != pytest.approx(-1.0, abs=0.1)    # not already so
+    assert float(out.sum()) * 0.125 == pytest.approx(-1.0, rel=1e-4)
+    torch.testing.assert_close(out, model.conserve_charge(raw, x, -1.0, 0.125), rtol=0,
+                               atol=1e-5 * float(raw.abs().max()))
+
 @pytest.mark.parametrize('charge', [-1, 1])
 def test_the_predicted_field_holds_the_ions_electrons(net, charge):
     """SAD densities are of neutral atoms: the field supplies the ion's charge, so SAD + field

@@ -45,8 +45,8 @@ from torch import nn
 
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
-from pyscf_mlguess.model import (DensitySR, add_charge_input, conserve_charge, load_weights,
-                                 predict_tiled, refine_output, save_weights)
+from pyscf_mlguess.model import (DensitySR, add_charge_input, load_weights, predict_delta,
+                                 refine_output, save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -208,8 +208,7 @@ def evaluate(model, dataset, device, tile=None, coulomb=False):
         for i in range(len(dataset)):
             item = dataset[i]
             sad = item['sad'].to(device)
-            pred = conserve_charge(predict_tiled(model, sad, tile, electrons=-item['charge']),
-                                   sad, -item['charge'], item['voxel_volume'])
+            pred = predict_delta(model, sad, -item['charge'], item['voxel_volume'], tile)
             ref = item['delta_rho'][0].to(device)
             n = item['n_electrons']
             errs.append(float(nmae(pred, ref, item['voxel_volume'], n)))
