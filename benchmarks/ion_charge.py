@@ -14,7 +14,8 @@ charge is always removed in proportion to the SAD density first, except in ``kee
 * ``keep<g>``: the network's own field kept, charge and shape; only its mismatch with the ion's
   charge (net minus ``-mol.charge``) removed with rho / (rho + g), ``keep`` in proportion to
   the SAD density.  For a network trained on ions, whose field already carries the charge
-  where the extra electron or the hole sits.  On neutral molecules ``keep`` is the default.
+  where the extra electron or the hole sits.  ``keep0.003`` is the default for ions since
+  2026-12-01 (``sat0.003`` before), ``keep`` for neutral molecules.
 
 Each row also records the network's own net charge (electrons in its raw field) against the
 ion's.  ``--weights``: a shipped version or a weights file (default: the newest PBE).  The

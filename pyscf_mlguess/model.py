@@ -410,25 +410,25 @@ def conserve_charge(delta_rho, rho_sad, electrons=0.0, voxel_volume=1.0):
     """Give a predicted correction the net charge ``electrons``: the molecule's electrons minus
     the SAD's (``-mol.charge``; SAD densities are of neutral atoms).
 
-    Whatever net charge the network predicts is removed in proportion to the SAD density, where
-    the electrons are (removing it near-uniformly instead made the guesses of neutral molecules
-    worse; docs/design.md, "Ions"); an ion's ``electrons`` are then spread nearly uniformly over
-    the molecule (:data:`ION_CHARGE_DENSITY`), as an extra electron or a hole sits in the
-    valence shell, not in the cores.  Each input voxel's weight is spread over its sub-voxels.
-    ``voxel_volume``: of ``delta_rho``'s voxels (Bohr^3).  ``rho_sad``: (D, H, W), or
-    (C, D, H, W) with the total in channel 0."""
+    For a neutral molecule whatever net charge the network predicts is an error of its shape and
+    is removed in proportion to the SAD density, where the electrons are (removing it
+    near-uniformly instead made the guesses worse; docs/design.md, "Ions").  For an ion the
+    network's field is kept, charge included (a network trained on ions puts part of the extra
+    electron or hole where it sits), and only its mismatch with ``electrons`` is placed, nearly
+    uniformly over the molecule (:data:`ION_CHARGE_DENSITY`): the extra electron or the hole is
+    in the valence shell, not in the cores.  Each input voxel's weight is spread over its
+    sub-voxels.  ``voxel_volume``: of ``delta_rho``'s voxels (Bohr^3).  ``rho_sad``: (D, H, W),
+    or (C, D, H, W) with the total in channel 0."""
     if rho_sad.ndim == 4:
         rho_sad = rho_sad[0]
     f = delta_rho.shape[-1] // rho_sad.shape[-1]
     rho = rho_sad.clamp(min=0)
-    norm = rho.sum() * f**3
-    if norm == 0:
+    if float(rho.sum()) == 0:
         return delta_rho
-    delta_rho = delta_rho - _on_output_grid(rho, f) * (delta_rho.sum() / norm)
-    if electrons:
-        ion = _on_output_grid(rho / (rho + ION_CHARGE_DENSITY), f)
-        delta_rho = delta_rho + ion * (electrons / voxel_volume / ion.sum())
-    return delta_rho
+    weight = rho if not electrons else rho / (rho + ION_CHARGE_DENSITY)
+    weight = _on_output_grid(weight, f)
+    missing = electrons / voxel_volume - delta_rho.sum()
+    return delta_rho + weight * (missing / weight.sum())
 
 
 def predict_tiled(model, rho_sad, tile=None, electrons=None):

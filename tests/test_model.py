@@ -109,14 +109,19 @@ def test_conserve_charge():
     assert float(out[0, 0, 2]) == pytest.approx(0.01)
     assert 0.01 - float(out[3, 3, 3]) == pytest.approx(3 * (0.01 - float(out[0, 0, 0])),
                                                          rel=1e-5)
-    # an anion's extra electron (voxels of 0.5^3 Bohr^3): the correction holds it, spread
-    # evenly where the SAD has electrons (valence-like), not 3x more in the denser voxel
-    ion = model.conserve_charge(delta, rho_sad, electrons=1.0, voxel_volume=0.125) - out
+    # an anion's extra electron (voxels of 0.5^3 Bohr^3): the network's field is kept and only
+    # the missing charge is added, evenly where the SAD has electrons (valence-like), not 3x
+    # more in the denser voxel
+    ion = model.conserve_charge(delta, rho_sad, electrons=1.0, voxel_volume=0.125)
     assert float(ion.sum()) * 0.125 == pytest.approx(1.0, rel=1e-5)
-    assert float(ion[0, 0, 2]) == 0
-    assert float(ion[3, 3, 3]) == pytest.approx(float(ion[0, 0, 0]), rel=0.01)
-    assert float(ion[0, 0, 0]) * 0.125 * 16 == pytest.approx(1.0, rel=0.01)
-
+    added = ion - delta
+    assert float(added[0, 0, 2]) == 0
+    assert float(added[3, 3, 3]) == pytest.approx(float(added[0, 0, 0]), rel=0.01)
+    missing = 1.0 - float(delta.sum()) * 0.125
+    assert float(added[0, 0, 0]) * 0.125 * 16 == pytest.approx(missing, rel=0.01)
+    # a field that already holds the ion's charge is left as the network predicted it
+    holds = delta / (float(delta.sum()) * 0.125)
+    torch.testing.assert_close(model.conserve_charge(holds, rho_sad, 1.0, 0.125), holds)
 
 
 def test_predict_delta_is_the_tiled_prediction_with_the_ions_charge(net):
