@@ -11,6 +11,20 @@ AMMONIA = 'N 0 0 0.1127; H 0 0.9372 -0.2630; H 0.8116 -0.4686 -0.2630; H -0.8116
 NH2_RADICAL = 'N 0 0 0.15; H 0 0.8 -0.45; H 0 -0.8 -0.45'
 
 
+def water_sample():
+    """Water as a QM9 sample (index 3), for the reference calculation of the data pipeline."""
+    from pyscf_mlguess.data import qm9
+    mol = gto.M(atom=WATER, verbose=0)
+    return qm9.Sample(3, 'O', tuple(mol.elements), mol.atom_coords(unit='Angstrom'))
+
+
+@pytest.fixture(scope='session')
+def water_record():
+    """A PBE training record of water, as ``data generate`` makes it (orbitals quantised)."""
+    from pyscf_mlguess.data import generate
+    return generate.reference_calculation(water_sample(), 'pbe', threads=0)
+
+
 @pytest.fixture(scope='session')
 def water():
     return gto.M(atom=WATER, basis='def2-svp', verbose=0)

@@ -470,23 +470,18 @@ def test_the_oracle_records_cycles_and_the_start_density_error_of_each_guess():
     assert '| pbe | oracle | - | 1 | 0.15 | 1 |' in table and 'guess NMAE, median' in table
 
 
-def test_the_box_margin_study_shrinks_the_box_and_restores_the_trained_margin(water_pbe):
+def test_the_box_margin_study_shrinks_the_box_and_restores_the_trained_margin(water_record,
+                                                                             tmp_path):
     spec = importlib.util.spec_from_file_location('box_margin',
                                                   ROOT / 'benchmarks' / 'box_margin.py')
     bm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bm)
-    import numpy
+    from pyscf_mlguess.data import store
     from pyscf_mlguess.model import CNNPredictor, resolve_weights
-    mol, dm, _ = water_pbe
-    record = {'key': 'water', 'elements': [mol.atom_symbol(i) for i in range(mol.natm)],
-              'coords_bohr': mol.atom_coords(), 'basis': mol.basis, 'charge': 0, 'spin': 0,
-              'xc': 'pbe'}
-    # stored orbitals: the occupied natural orbitals of the converged density (S-orthonormal)
-    s = mol.intor('int1e_ovlp')
-    w, v = numpy.linalg.eigh(s)
-    half = v @ numpy.diag(w**0.5) @ v.T
-    occ, nat = numpy.linalg.eigh(half @ dm @ half)
-    record['mo_occ_coeff'] = numpy.linalg.solve(half, nat[:, occ > 1])
+    writer = store.ShardWriter(str(tmp_path), shard_size=10)     # the record as stored
+    writer.add(water_record)
+    writer.flush()
+    (record,) = store.iter_records(str(tmp_path))
     predictor = CNNPredictor.from_file(resolve_weights('pbe')[0])
     row = bm.measure(record, predictor, [predictor.margin, 3.0], 1)
     assert predictor.margin == 5.0                       # restored after the study

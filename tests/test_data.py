@@ -9,7 +9,7 @@ from pyscf import dft, gto
 from pyscf_mlguess.data import generate, qm9, store
 from pyscf_mlguess.metrics import density_nmae
 
-from conftest import WATER
+from conftest import WATER, water_sample
 
 
 def test_split_is_a_fixed_function_of_the_index():
@@ -25,16 +25,6 @@ def test_perturbed_copy_is_recorded_and_reproducible():
     numpy.testing.assert_array_equal(a.coords_angstrom, b.coords_angstrom)
     assert a.conformer == 1 and a.key == 'qm9-000007-c1' and a.perturb_seed >= 0
     assert 0.01 < numpy.std(a.coords_angstrom) < 0.05
-
-
-def _water_sample():
-    mol = gto.M(atom=WATER, verbose=0)
-    return qm9.Sample(3, 'O', tuple(mol.elements), mol.atom_coords(unit='Angstrom'))
-
-
-@pytest.fixture(scope='module')
-def water_record():
-    return generate.reference_calculation(_water_sample(), 'pbe', threads=0)
 
 
 def test_stored_density_reproduces_energy_and_density(water_record, tmp_path):
@@ -61,7 +51,7 @@ def test_stored_density_reproduces_energy_and_density(water_record, tmp_path):
 
 
 def test_density_fitted_reference_is_recorded_and_close(water_record):
-    fitted = generate.reference_calculation(_water_sample(), 'pbe', threads=0, density_fit=True)
+    fitted = generate.reference_calculation(water_sample(), 'pbe', threads=0, density_fit=True)
     assert fitted['density_fit'] and fitted['auxbasis'] and fitted['converged']
     assert not water_record['density_fit'] and water_record['auxbasis'] is None
     # another method: a small energy shift, a density within 1e-4 NMAE of the exact one
@@ -224,7 +214,7 @@ def test_a_failing_molecule_is_recorded_and_the_run_goes_on(tmp_path):
 
 
 def test_grid_level_is_applied_and_recorded(water_record):
-    coarse = generate.reference_calculation(_water_sample(), 'pbe', threads=0, grid_level=1)
+    coarse = generate.reference_calculation(water_sample(), 'pbe', threads=0, grid_level=1)
     assert water_record['grid_level'] == 3 and coarse['grid_level'] == 1 and coarse['converged']
     # a coarser quadrature: a different energy (by more than the convergence), a close density
     assert 1e-8 < abs(coarse['e_tot'] - water_record['e_tot']) < 1e-3
