@@ -81,7 +81,8 @@ def _train(args):
                     coulomb_weight=args.coulomb_weight, max_train=args.max_train,
                     loader_workers=args.loader_workers, guess_valid=args.guess_valid,
                     folder_weights=_floats(args.folder_weights, '--folder-weights'),
-                    cpu_bf16=args.cpu_bf16, valid_every=args.valid_every)
+                    cpu_bf16=args.cpu_bf16, valid_every=args.valid_every,
+                    ema_decay=args.ema_decay)
     print(json.dumps(history[-1] if history else {}, indent=1))
 
 
@@ -186,6 +187,9 @@ def build_parser():
                    'samples (the proxy that ranks SCF cycles best)')
     t.add_argument('--valid-every', type=int, default=1, metavar='N',
                    help='validate every N epochs (and always at the end of a sitting)')
+    t.add_argument('--ema-decay', type=float, default=None, metavar='D',
+                   help='validate and write an exponential moving average of the weights, '
+                   'decay D per step (e.g. 0.998; default: the raw weights)')
     t.add_argument('--loader-workers', type=int, default=1,
                    help='DataLoader processes that build the boxes (0: in this process)')
     t.add_argument('--cpu-bf16', action='store_true',

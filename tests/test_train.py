@@ -86,6 +86,35 @@ def test_valid_every_skips_epochs_but_never_a_sittings_last(water_set, tmp_path)
         train([folder], [folder], out, epochs=5, valid_every=0, progress=False)
 
 
+def test_ema_is_validated_written_resumed_and_part_of_the_recipe(water_set, tmp_path):
+    """With ``ema_decay`` the weights written are the moving average, kept in the checkpoint
+    across sittings (a split run ends where a straight one does), and resuming without it is
+    refused."""
+    folder, cache = water_set
+    kw = dict(cache_dir=cache, loader_workers=0, ema_decay=0.5, **SMALL)
+    straight, split = tmp_path / 'straight', tmp_path / 'split'
+    train([folder], [folder], str(straight), epochs=2, **kw)
+    train([folder], [folder], str(split), epochs=2, sitting_epochs=1, **kw)
+    history = train([folder], [folder], str(split), epochs=2, **kw)
+    a = torch.load(straight / 'checkpoint.pt', weights_only=True)
+    b = torch.load(split / 'checkpoint.pt', weights_only=True)
+    assert int(b['ema']['n_averaged']) == 6                       # every step of both epochs
+    for k in a['ema']:
+        torch.testing.assert_close(a['ema'][k], b['ema'][k], rtol=0, atol=0)
+    assert json.loads(b['recipe'])['ema_decay'] == 0.5
+    net, meta = model.load_weights(split / 'weights.pt')
+    written = net.state_dict()
+    for k, v in written.items():                     # the average is written, not the raw step
+        torch.testing.assert_close(v, b['ema']['module.' + k], rtol=0, atol=0)
+    assert any(not torch.equal(v, b['model'][k]) for k, v in written.items())
+    assert json.loads(meta['history'])[-1]['valid_nmae'] == history[-1]['valid_nmae']
+    with pytest.raises(ValueError, match='ema_decay'):
+        train([folder], [folder], str(split), epochs=2, cache_dir=cache, loader_workers=0,
+              **SMALL)
+    with pytest.raises(ValueError, match='ema_decay 1.5'):
+        train([folder], [folder], str(tmp_path / 'bad'), ema_decay=1.5, **SMALL)
+
+
 def test_step_patches_depend_on_the_step_alone(water_set):
     from pyscf_mlguess.data.dataset import DensityDataset
     from pyscf_mlguess.train.loop import StepPatches

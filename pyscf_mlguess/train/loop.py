@@ -18,8 +18,9 @@ whole boxes and reports both.
 What a step draws (molecules, symmetries, patches) is a pure function of the seed, the rank and
 the step number (:class:`StepPatches`), so ``loader_workers`` DataLoader processes build and
 load the boxes ahead of the optimiser, and a resumed run draws exactly what a straight one did.
-A checkpoint after every epoch holds the model, optimiser, schedule, epoch, random-number state
-and the run's settings, so ``resume`` continues exactly.  CUDA is used when available (with
+A checkpoint after every epoch holds the model (and its moving average, with ``ema_decay``),
+optimiser, schedule, epoch, random-number state and the run's settings, so ``resume`` continues
+exactly.  CUDA is used when available (with
 bfloat16 autocast); under ``torchrun`` the data are sharded over ranks with DDP.
 
 On CPU the steps run in float32 unless ``cpu_bf16`` (bfloat16 autocast; the weights, optimiser,
@@ -285,7 +286,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
           coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0,
-          folder_weights=None, cpu_bf16=False, valid_every=1):
+          folder_weights=None, cpu_bf16=False, valid_every=1, ema_decay=None):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
@@ -311,6 +312,10 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     ``valid_every`` validates only every that many epochs, and always on the last epoch of a
     sitting and of the run (the others are recorded without ``valid_*`` figures); like
     ``cpu_bf16`` and ``guess_valid`` it belongs to the sitting, not to the recipe.
+    ``ema_decay`` (e.g. 0.998) keeps an exponential moving average of the weights, updated
+    after every step (:class:`torch.optim.swa_utils.AveragedModel`): validation and the
+    written weights are the average's, which does not swing with the last steps' patches as
+    the raw weights do.  It is part of the recipe and of the checkpoint.
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -359,8 +364,17 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                   max_train=max_train, max_valid=max_valid)
     if folder_weights is not None:                 # only when set: older recipes lack it
         recipe['folder_weights'] = [float(w) for w in folder_weights]
+    if ema_decay is not None:                      # likewise
+        if not 0 < ema_decay < 1:
+            raise ValueError(f'ema_decay {ema_decay}: a decay per step in (0, 1)')
+        recipe['ema_decay'] = float(ema_decay)
     recipe = json.loads(json.dumps(recipe))       # as stored: lists, not tuples
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ema = None if ema_decay is None else torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay),
+        use_buffers=True)
+    # what is validated and written: the average when there is one
+    kept = model if ema is None else ema.module
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
@@ -372,19 +386,22 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         model.load_state_dict(ckpt['model'])
         opt.load_state_dict(ckpt['optimizer'])
         sched.load_state_dict(ckpt['scheduler'])
+        if ema is not None:
+            ema.load_state_dict(ckpt['ema'])
         torch.set_rng_state(ckpt['torch_rng'])
         history = json.loads(ckpt['history'])
         start_epoch = ckpt['epoch']
         start_valid = json.loads(ckpt.get('start_valid', 'null'))
         stored = json.loads(ckpt.get('recipe', 'null'))     # runs before recipes: no check
         if stored is not None and stored != recipe:
-            changed = sorted(k for k in recipe if stored.get(k) != recipe[k])
+            changed = sorted(k for k in set(recipe) | set(stored)
+                             if stored.get(k) != recipe.get(k))
             raise ValueError(f'{ckpt_path} was trained with other settings ({", ".join(changed)}'
                              f'); resume with the same ones, or start a new run folder.')
     if init_weights is not None and start_epoch == 0 and rank == 0:
         # the weights as given, measured like every epoch: whether fine-tuning helped is on
         # record (the selection is made on validation, never on the test split)
-        start_valid = _validate_each(model, valid_sets, device, guess_valid)
+        start_valid = _validate_each(kept, valid_sets, device, guess_valid)
     use_amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_bf16)
     spectra = {}
     t_start = time.perf_counter()
@@ -414,6 +431,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 loss_sum += float(loss.detach())
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss_sum)
             bar.set_postfix(loss=f'{numpy.mean(losses[-20:]):.2e}',
                             lr=f'{sched.get_last_lr()[0]:.1e}')
@@ -424,19 +443,21 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                        and time.perf_counter() - t_start > 60 * max_minutes)
         if rank == 0:
             if out_of_time or epoch + 1 == last or (epoch + 1) % valid_every == 0:
-                by_folder = _validate_each(model, valid_sets, device, guess_valid)
+                by_folder = _validate_each(kept, valid_sets, device, guess_valid)
                 if by_folder:
                     entry.update(next(iter(by_folder.values())))
                 if len(by_folder) > 1:
                     entry['valid_by_folder'] = by_folder
             history.append(entry)
-            torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(),
-                        'scheduler': sched.state_dict(),
-                        'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
-                        'history': json.dumps(history), 'arch': arch,
-                        'start_valid': json.dumps(start_valid),
-                        'recipe': json.dumps(recipe)},
-                       ckpt_path + '.tmp')
+            state = {'model': model.state_dict(), 'optimizer': opt.state_dict(),
+                     'scheduler': sched.state_dict(),
+                     'torch_rng': torch.get_rng_state(), 'epoch': epoch + 1,
+                     'history': json.dumps(history), 'arch': arch,
+                     'start_valid': json.dumps(start_valid),
+                     'recipe': json.dumps(recipe)}
+            if ema is not None:
+                state['ema'] = ema.state_dict()
+            torch.save(state, ckpt_path + '.tmp')
             os.replace(ckpt_path + '.tmp', ckpt_path)
             if progress:
                 print(json.dumps(entry), flush=True)
@@ -456,5 +477,5 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 'history': json.dumps(history), 'recipe': json.dumps(recipe),
                 'start_valid': json.dumps(start_valid),
                 'valid_nmae': history[-1].get('valid_nmae') if history else None}
-        save_weights(os.path.join(out, 'weights.pt'), model, meta)
+        save_weights(os.path.join(out, 'weights.pt'), kept, meta)
     return history
