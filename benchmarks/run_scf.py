@@ -73,6 +73,8 @@ def main(argv=None):
     parser.add_argument('--max-cycle', type=int)
     parser.add_argument('--density-fit', action='store_true',
                         help="every SCF with density fitting (PySCF's default auxiliary basis)")
+    parser.add_argument('--level-shift', type=float, metavar='HARTREE',
+                        help="every SCF with PySCF's level shift (mf.level_shift) of this size")
     parser.add_argument('--exchange', choices=['sad_k', 'lda_x', 'k_refresh'],
                         help="the mlsr guess's exact-exchange treatment (default: the package's)")
     parser.add_argument('--outside-domain', choices=['minao', 'model'],
@@ -105,7 +107,7 @@ def main(argv=None):
                           scheduler=args.scheduler, conv_tol=args.conv_tol,
                           max_cycle=args.max_cycle, device=args.device, weights=args.weights,
                           density_fit=args.density_fit, exchange=args.exchange,
-                          outside_domain=args.outside_domain)
+                          outside_domain=args.outside_domain, level_shift=args.level_shift)
         except SettingsMismatch as err:
             raise SystemExit(f'run_scf.py: {err}') from None
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}

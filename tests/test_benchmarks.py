@@ -6,6 +6,7 @@ import json
 import math
 import pathlib
 
+import numpy
 import pytest
 
 from pyscf_mlguess.benchmark import runner, summarize
@@ -100,8 +101,14 @@ def test_density_fitting_and_one_set_of_settings_per_folder(run_scf, tmp_path):
     assert 1e-7 < abs(fitted['e_tot'] - exact['e_tot']) < 1e-3
     assert '(density fitting)' in (tmp_path / 'df' / 'results.md').read_text()
     assert '(density fitting)' not in (tmp_path / 'exact' / 'results.md').read_text()
+    shifted = run_scf.main(argv + ['--out', str(tmp_path / 'shift'), '--level-shift', '0.2'])[0]
+    assert shifted['level_shift'] == 0.2 and 'level_shift' not in exact
+    assert shifted['e_tot'] == pytest.approx(exact['e_tot'], abs=1e-7)      # same minimum
+    assert shifted['cycles'] != exact['cycles']                         # another path to it
+    assert '(level shift 0.2 Ha)' in (tmp_path / 'shift' / 'results.md').read_text()
     for other in (['--out', str(tmp_path / 'df')],
                   ['--out', str(tmp_path / 'exact'), '--conv-tol', '1e-7'],
+                  ['--out', str(tmp_path / 'exact'), '--level-shift', '0.1'],
                   ['--out', str(tmp_path / 'exact'), '--exchange', 'lda_x']):
         with pytest.raises(SystemExit, match='run_scf.py: .* holds runs made with other '
                            'settings'):
@@ -468,6 +475,35 @@ def test_the_oracle_records_cycles_and_the_start_density_error_of_each_guess():
     assert by[('oracle', 0.15)]['cycles'] < by[('minao', None)]['cycles']
     table = oracle.markdown(rows)
     assert '| pbe | oracle | - | 1 | 0.15 | 1 |' in table and 'guess NMAE, median' in table
+
+
+def test_the_first_step_study_takes_pyscfs_first_step_from_each_guess():
+    spec = importlib.util.spec_from_file_location('first_step',
+                                                  ROOT / 'benchmarks' / 'first_step.py')
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    from pyscf import dft, gto
+    mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
+    mf = dft.RKS(mol, xc='pbe')
+    mf.conv_tol = 1e-11
+    mf.kernel()
+    dm = mf.make_rdm1()
+    # the converged density is the step's fixed point, with or without a level shift
+    after, homo, lumo, shifted = study.first_step(mf, dm, level_shift=0.3)
+    numpy.testing.assert_allclose(after, dm, atol=1e-5)
+    numpy.testing.assert_allclose(shifted, dm, atol=1e-5)
+    assert (homo, lumo) == pytest.approx((mf.mo_energy[4], mf.mo_energy[5]), abs=1e-6)
+    # from minao the step moves the density, and a level shift holds it nearer the guess
+    dm0 = mf.get_init_guess(mol, 'minao')
+    after, _, _, shifted = study.first_step(mf, dm0, level_shift=0.3)
+    assert 0.02 < numpy.linalg.norm(shifted - dm0) < numpy.linalg.norm(after - dm0)
+    rows = study.molecule_rows('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
+                               'def2-svp', level_shift=0.1)
+    by = {r['guess']: r for r in rows}
+    assert set(by) == {'minao', 'mlsr', 'oracle'}
+    assert by['oracle']['start_nmae'] < by['mlsr']['start_nmae'] < by['minao']['start_nmae']
+    assert all(r['step_de'] > 0 and r['shifted_step_de'] > 0 for r in rows)   # variational
+    assert '| neutral | 1 | mlsr |' in study.markdown(rows)
 
 
 def test_the_box_margin_study_shrinks_the_box_and_restores_the_trained_margin(water_record,

@@ -21,6 +21,9 @@ def summarize(records, guesses, parallel=False):
         by = {g: {r['molecule']: r for r in recs if r['guess'] == g} for g in guesses}
         mols = sorted({r['molecule'] for r in recs})
         df = ' (density fitting)' if any(r.get('density_fit') for r in recs) else ''
+        shifts = sorted({r['level_shift'] for r in recs if r.get('level_shift')})
+        if shifts:
+            df += f' (level shift {", ".join(f"{v:g}" for v in shifts)} Ha)'
         lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '']
         used = sorted({r['weights'] for r in recs if r['guess'] == 'mlsr' and 'weights' in r})
         if used:

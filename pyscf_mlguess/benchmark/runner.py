@@ -26,7 +26,7 @@ ENERGY_TOL = 1e-6      # Ha: a run that lands further from the minao energy is a
 # settings that change the results (not only the timings), with their values in files that
 # predate them; one results folder holds one set
 SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None,
-            'exchange': None, 'outside_domain': None}
+            'exchange': None, 'outside_domain': None, 'level_shift': None}
 
 
 def _make_scf(mol, xc):
@@ -43,7 +43,7 @@ def _has_guess(mf, guess):
 
 def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
                  weights=None, reference=None, density_fit=False, exchange=None,
-                 outside_domain=None):
+                 outside_domain=None, level_shift=None):
     """Records (dicts) of every guess for one molecule, functional and basis.
 
     ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
@@ -52,6 +52,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
     the minao run's (which is then computed).
     """
     base = {'molecule': name, 'xc': xc, 'basis': basis, 'density_fit': bool(density_fit)}
+    if level_shift:
+        base['level_shift'] = level_shift
     if isinstance(entry, str):
         return [dict(base, guess=g, error=entry) for g in guesses]
     from pyscf import gto
@@ -76,6 +78,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             mf.conv_tol = conv_tol
         if max_cycle is not None:
             mf.max_cycle = max_cycle
+        if level_shift is not None:
+            mf.level_shift = level_shift
         return mf
 
     def one(guess):
@@ -209,20 +213,21 @@ def _save(path, info, records):
 
 def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
         max_cycle=None, device=None, weights=None, density_fit=False, exchange=None,
-        outside_domain=None, progress=True):
+        outside_domain=None, level_shift=None, progress=True):
     """Run what ``out/results.json`` does not hold yet; returns all its records.
 
     ``exchange`` sets the mlsr guess's exact-exchange treatment (``mlsr_exchange``) and
     ``outside_domain`` what it does outside the weights' domain (``mlsr_outside_domain``); None
-    keeps the package's default.  Like ``conv_tol``, ``max_cycle``, ``weights`` and
-    ``density_fit`` they change the results, so one folder holds one value."""
+    keeps the package's default.  ``level_shift`` (Hartree) is PySCF's ``mf.level_shift`` for
+    every guess's SCF.  Like ``conv_tol``, ``max_cycle``, ``weights`` and ``density_fit`` they
+    change the results, so one folder holds one value."""
     from tqdm import tqdm
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'results.json'
     settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
                 'density_fit': bool(density_fit), 'weights': weights, 'exchange': exchange,
-                'outside_domain': outside_domain}
+                'outside_domain': outside_domain, 'level_shift': level_shift}
     stored = load_results(path)
     _check_settings(stored, settings, path)
     records = stored['records']
