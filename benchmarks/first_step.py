@@ -11,8 +11,8 @@ of the density after that first step, and the HOMO and LUMO of the guess's Fock 
 the converged ones.  ``--level-shift`` also records that step with PySCF's ``mf.level_shift``
 (as the SCF's ``get_fock`` applies it), which favours the guess's occupied space.
 
-    python benchmarks/first_step.py --molecules derived-test --n 50 \
-        --out benchmarks/results/first_step/derived-test              # resumable
+    python benchmarks/first_step.py --molecules derived-test --n 50 --charges -1,1 \
+        --level-shift 0.1 --out benchmarks/results/first_step/derived-test-ions  # resumable
 
 Writes ``results.json`` (one record per molecule and guess) and ``results.md``.
 """
@@ -141,6 +141,8 @@ def main(argv=None):
     parser.add_argument('--xc', default='pbe')
     parser.add_argument('--basis', default='def2-svp')
     parser.add_argument('--weights', help='mlsr weights (default: the shipped ones)')
+    parser.add_argument('--charges', help='comma-separated: only the molecules of these charges '
+                        '(e.g. -1,1, the ions)')
     parser.add_argument('--level-shift', type=float, default=0.0, metavar='HARTREE')
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)
@@ -153,7 +155,8 @@ def main(argv=None):
                     level_shift=args.level_shift)
     if rows and json.loads(path.read_text()).get('settings') != settings:
         raise SystemExit(f'{path} was made with other settings; use another --out')
-    for name, entry in load_molecules(args.molecules, args.n):
+    charges = [int(c) for c in args.charges.split(',')] if args.charges else None
+    for name, entry in load_molecules(args.molecules, args.n, charges=charges):
         if name in done or isinstance(entry, str) or entry['spin']:
             continue
         rows += molecule_rows(name, entry, args.xc, args.basis, args.weights, args.level_shift)

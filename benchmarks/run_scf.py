@@ -46,6 +46,13 @@ def _require_bench_extra(report_only=False, plots=True):
                          "lacks: pip install 'pyscf-mlguess[bench]'")
 
 
+def _integer(text, option):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f'{option}: not an integer charge: {text.strip()}') from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,6 +66,8 @@ def main(argv=None):
     parser.add_argument('--containing',
                         help='comma-separated symbols: only the molecules with at least one of '
                         'these (e.g. S,Cl)')
+    parser.add_argument('--charges',
+                        help='comma-separated: only the molecules of these charges (e.g. -1,1)')
     parser.add_argument('--xc', default='pbe', help='comma-separated; hf allowed')
     parser.add_argument('--basis', default='def2-svp', help='comma-separated')
     parser.add_argument('--guesses', default=DEFAULT_GUESSES, help='comma-separated')
@@ -94,8 +103,10 @@ def main(argv=None):
     try:
         elements, containing = ([e.strip().capitalize() for e in (option or '').split(',')
                                  if e.strip()] for option in (args.elements, args.containing))
+        charges = [_integer(c, '--charges') for c in (args.charges or '').split(',')
+                   if c.strip()]
         molecules = load_molecules(args.molecules, args.n, FOLDERS, elements=elements,
-                                   containing=containing)
+                                   containing=containing, charges=charges)
     except ValueError as err:
         raise SystemExit(str(err)) from None
     if args.report_only:

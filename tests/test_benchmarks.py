@@ -337,6 +337,20 @@ def test_a_containing_filter_keeps_the_molecules_with_any_of_those_elements(run_
                       '--report-only', '--no-plots'])
 
 
+def test_a_charge_filter_keeps_the_molecules_of_those_charges(run_scf, tmp_path):
+    full = dict(load_molecules('ions', folders=run_scf.FOLDERS))
+    anions = load_molecules('ions', folders=run_scf.FOLDERS, charges=[-1])
+    assert anions and all(entry['charge'] == -1 for _, entry in anions)
+    assert {n for n, _ in anions} == {n for n, e in full.items() if e['charge'] == -1}
+    both = load_molecules('ions', folders=run_scf.FOLDERS, charges=[-1, 1])
+    assert len(both) > len(anions) and all(abs(e['charge']) == 1 for _, e in both)
+    assert load_molecules('ions', 1, run_scf.FOLDERS, charges=[1]) == \
+        [(n, e) for n, e in both if e['charge'] == 1][:1]
+    with pytest.raises(SystemExit, match='--charges: not an integer charge: minus'):
+        run_scf.main(['--molecules', 'ions', '--charges', '1,minus', '--out', str(tmp_path),
+                      '--report-only', '--no-plots'])
+
+
 def test_the_error_relation_recovers_a_log_law():
     from pyscf_mlguess.benchmark import report
     errors = [10 ** (-3 + 1.5 * i / 19) for i in range(20)]         # 0.1 % to 3 %

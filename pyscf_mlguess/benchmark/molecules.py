@@ -20,7 +20,7 @@ def elements_of(atom):
     return {ELEMENTS[gto.charge(symbol)] for symbol, _ in gto.format_atom(atom)}
 
 
-def load_molecules(spec, n=None, folders=None, elements=None, containing=None):
+def load_molecules(spec, n=None, folders=None, elements=None, containing=None, charges=None):
     """[(name, entry)] where entry is a dict (atom, charge, spin) or an error message.
 
     ``spec`` is ``'qm9-test'`` (the held-out QM9 test split of the training data, in its fixed
@@ -28,9 +28,10 @@ def load_molecules(spec, n=None, folders=None, elements=None, containing=None):
     QM9 with other elements and charges), a name in ``folders`` ({name: folder of .xyz}), or a
     folder of .xyz files (comment line ``charge=N spin=M``).  ``elements`` (symbols) keeps only
     the molecules made of them, ``containing`` (symbols) those with at least one of them (the
-    S or Cl medicines of a drug set): of a folder, before ``n`` takes the first N; of the
-    built-in splits, among their first N.  Unreadable files stay in, as errors; a symbol that
-    is no element is a ``ValueError`` naming the option.
+    S or Cl medicines of a drug set), ``charges`` (integers) those of these charges (the ions):
+    of a folder, before ``n`` takes the first N; of the built-in splits, among their first N.
+    Unreadable files stay in, as errors; a symbol that is no element is a ``ValueError`` naming
+    the option.
     """
     for option, symbols in (('--elements', elements), ('--containing', containing)):
         if symbols:
@@ -39,7 +40,8 @@ def load_molecules(spec, n=None, folders=None, elements=None, containing=None):
             if unknown:
                 raise ValueError(f'{option}: not element symbols: {", ".join(unknown)}')
     split = spec in (QM9_TEST, DERIVED_TEST)
-    entries = _load(spec, n if split or not (elements or containing) else None, folders)
+    entries = _load(spec, n if split or not (elements or containing or charges) else None,
+                    folders)
     if elements:
         allowed = set(elements)
         entries = [(name, entry) for name, entry in entries
@@ -48,6 +50,10 @@ def load_molecules(spec, n=None, folders=None, elements=None, containing=None):
         wanted = set(containing)
         entries = [(name, entry) for name, entry in entries
                    if isinstance(entry, str) or elements_of(entry['atom']) & wanted]
+    if charges:
+        wanted = {int(c) for c in charges}
+        entries = [(name, entry) for name, entry in entries
+                   if isinstance(entry, str) or entry['charge'] in wanted]
     return entries if split else entries[:n]
 
 
