@@ -11,7 +11,7 @@ of the density after that first step, and the HOMO and LUMO of the guess's Fock 
 the converged ones.  ``--level-shift`` also records that step with PySCF's ``mf.level_shift``
 (as the SCF's ``get_fock`` applies it), which favours the guess's occupied space.
 
-    python benchmarks/first_step.py --molecules derived-test --n 50 --charges -1,1 \
+    python benchmarks/first_step.py --molecules derived-test --n 50 --charges=-1,1 \
         --level-shift 0.1 --out benchmarks/results/first_step/derived-test-ions  # resumable
 
 Writes ``results.json`` (one record per molecule and guess) and ``results.md``.
@@ -142,7 +142,7 @@ def main(argv=None):
     parser.add_argument('--basis', default='def2-svp')
     parser.add_argument('--weights', help='mlsr weights (default: the shipped ones)')
     parser.add_argument('--charges', help='comma-separated: only the molecules of these charges '
-                        '(e.g. -1,1, the ions)')
+                        '(e.g. --charges=-1,1, the ions)')
     parser.add_argument('--level-shift', type=float, default=0.0, metavar='HARTREE')
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)

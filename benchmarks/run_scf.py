@@ -67,7 +67,8 @@ def main(argv=None):
                         help='comma-separated symbols: only the molecules with at least one of '
                         'these (e.g. S,Cl)')
     parser.add_argument('--charges',
-                        help='comma-separated: only the molecules of these charges (e.g. -1,1)')
+                        help='comma-separated: only the molecules of these charges '
+                        '(e.g. --charges=-1,1)')
     parser.add_argument('--xc', default='pbe', help='comma-separated; hf allowed')
     parser.add_argument('--basis', default='def2-svp', help='comma-separated')
     parser.add_argument('--guesses', default=DEFAULT_GUESSES, help='comma-separated')
