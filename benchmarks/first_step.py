@@ -8,7 +8,8 @@ buys little, whatever its own error.  For each molecule this converges the refer
 ``minao``, ``mlsr`` (the shipped weights, or ``--weights``) and ``oracle`` (``mlsr`` with the
 exact correction on the same box) records the energy and density error (NMAE) of the guess and
 of the density after that first step, and the HOMO and LUMO of the guess's Fock matrix beside
-the converged ones.  ``--level-shift`` also records that step with PySCF's ``mf.level_shift``
+the converged ones and beside those of the projection's own Fock matrix (of the predicted
+density, before it became a density matrix).  ``--level-shift`` also records that step with PySCF's ``mf.level_shift``
 (as the SCF's ``get_fock`` applies it), which favours the guess's occupied space.
 
     python benchmarks/first_step.py --molecules derived-test --n 50 --charges=-1,1 \
@@ -29,6 +30,7 @@ import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
 from pyscf_mlguess.benchmark.molecules import load_molecules
 from pyscf_mlguess.metrics import default_grids, density_nmae
 from pyscf_mlguess.model import load_predictor
+from pyscf_mlguess.project import potential_matrices, projection_grids
 from pyscf_mlguess.oracle import OraclePredictor
 
 GUESSES = ('minao', 'mlsr', 'oracle')
@@ -48,6 +50,17 @@ def first_step(mf, dm0, level_shift=0.0):
         e_s, c_s = mf.eig(shift_virtuals(s1e, dm0 * .5, fock, level_shift), s1e)
         shifted = mf.make_rdm1(c_s, mf.get_occ(e_s, c_s))
     return dm1, float(energies[nocc - 1]), float(energies[nocc]), shifted
+
+
+def projection_levels(mf, density):
+    """HOMO and LUMO of the projection's own Fock matrix, built from the predicted density
+    (a semilocal functional: no exact exchange), which the guess diagonalises."""
+    mol = mf.mol
+    grids = projection_grids(mol, orientation=density.field.grid.orientation)
+    vmat = potential_matrices(mf, mol, density.dm_sad, density.field, grids)[0]
+    energies, _ = mf.eig(mf.get_hcore() + vmat, mf.get_ovlp())
+    nocc = mol.nelectron // 2
+    return float(energies[nocc - 1]), float(energies[nocc])
 
 
 def molecule_rows(name, entry, xc, basis, weights=None, level_shift=0.0):
@@ -82,6 +95,9 @@ def molecule_rows(name, entry, xc, basis, weights=None, level_shift=0.0):
             step_nmae=density_nmae(mol, dm1, dm_ref, grids),
             homo=homo, lumo=lumo, homo_ref=float(ref.mo_energy[nocc - 1]),
             lumo_ref=float(ref.mo_energy[nocc])))
+        if guess != 'minao':
+            levels = projection_levels(mf, pyscf_mlguess.predict_density(mf))
+            rows[-1].update(projection_homo=levels[0], projection_lumo=levels[1])
         if shifted is not None:
             rows[-1].update(shifted_step_de=float(mf.energy_tot(shifted) - ref.e_tot),
                             shifted_step_nmae=density_nmae(mol, shifted, dm_ref, grids))
@@ -101,9 +117,9 @@ def markdown(rows):
              + ''.join(sorted({f' Level shift: {r["level_shift"]:g} Ha.' for r in rows
                                if r.get('shifted_step_de') is not None})), '',
              '| class | molecules | guess | start dE | start NMAE | after one step dE | '
-             'after one step NMAE | gap | converged gap | step worse than start | '
-             'with the level shift: dE, NMAE |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             'after one step NMAE | gap | projection\'s gap | converged gap | '
+             'step worse than start | with the level shift: dE, NMAE |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for group in ('neutral', 'cations', 'anions'):
         for guess in GUESSES:
             rs = [r for r in rows if kind(r) == group and r['guess'] == guess]
@@ -118,17 +134,22 @@ def markdown(rows):
                 f"{100 * med(lambda r: r['start_nmae']):.2f} % | "
                 f"{med(lambda r: r['step_de']):+.3f} | {100 * med(lambda r: r['step_nmae']):.2f} % | "
                 f"{med(lambda r: r['lumo'] - r['homo']):.3f} | "
-                f"{med(lambda r: r['lumo_ref'] - r['homo_ref']):.3f} | {worse} of {len(rs)} | "
+                + (f"{med(lambda r: r['projection_lumo'] - r['projection_homo']):.3f} | "
+                   if 'projection_homo' in rs[0] else '- | ')
+                + f"{med(lambda r: r['lumo_ref'] - r['homo_ref']):.3f} | {worse} of {len(rs)} | "
                 + (f"{med(lambda r: r['shifted_step_de']):+.3f}, "
                    f"{100 * med(lambda r: r['shifted_step_nmae']):.2f} % |"
                    if 'shifted_step_de' in rs[0] else '- |'))
     lines += ['', '| molecule | guess | start dE | start NMAE | after one step dE | '
-              'after one step NMAE | HOMO | LUMO | converged HOMO, LUMO |', '|' + '---|' * 9]
+              'after one step NMAE | HOMO | LUMO | converged HOMO, LUMO | '
+              'projection\'s HOMO, LUMO |', '|' + '---|' * 10]
     for r in rows:
         lines.append(f"| {r['molecule']} | {r['guess']} | {r['start_de']:+.3f} | "
                      f"{100 * r['start_nmae']:.2f} % | {r['step_de']:+.3f} | "
                      f"{100 * r['step_nmae']:.2f} % | {r['homo']:.3f} | {r['lumo']:.3f} | "
-                     f"{r['homo_ref']:.3f}, {r['lumo_ref']:.3f} |")
+                     f"{r['homo_ref']:.3f}, {r['lumo_ref']:.3f} | "
+                     + (f"{r['projection_homo']:.3f}, {r['projection_lumo']:.3f} |"
+                        if 'projection_homo' in r else '- |'))
     return '\n'.join(lines) + '\n'
 
 

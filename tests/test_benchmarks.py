@@ -517,6 +517,9 @@ def test_the_first_step_study_takes_pyscfs_first_step_from_each_guess():
     assert set(by) == {'minao', 'mlsr', 'oracle'}
     assert by['oracle']['start_nmae'] < by['mlsr']['start_nmae'] < by['minao']['start_nmae']
     assert all(r['step_de'] > 0 and r['shifted_step_de'] > 0 for r in rows)   # variational
+    # the projection's own Fock matrix: the exact correction's is nearly the converged one
+    assert by['oracle']['projection_homo'] == pytest.approx(by['oracle']['homo_ref'], abs=0.02)
+    assert 'projection_homo' not in by['minao']
     assert '| neutral | 1 | mlsr |' in study.markdown(rows)
 
 
