@@ -9,8 +9,9 @@ buys little, whatever its own error.  For each molecule this converges the refer
 exact correction on the same box) records the energy and density error (NMAE) of the guess and
 of the density after that first step, and the HOMO and LUMO of the guess's Fock matrix beside
 the converged ones and beside those of the projection's own Fock matrix (of the predicted
-density, before it became a density matrix).  ``--level-shift`` also records that step with PySCF's ``mf.level_shift``
-(as the SCF's ``get_fock`` applies it), which favours the guess's occupied space.
+density, before it became a density matrix).  ``--level-shift`` also records that step with
+PySCF's ``mf.level_shift`` (as the SCF's ``get_fock`` applies it), which favours the guess's
+occupied space.
 
     python benchmarks/first_step.py --molecules derived-test --n 50 --charges=-1,1 \
         --level-shift 0.1 --out benchmarks/results/first_step/derived-test-ions  # resumable
@@ -84,7 +85,10 @@ def molecule_rows(name, entry, xc, basis, weights=None, level_shift=0.0):
         mf = dft.RKS(mol, xc=xc)
         mf.grids = ref.grids
         mf.mlsr_predictor = oracle if guess == 'oracle' else network
-        dm0 = mf.get_init_guess(mol, 'minao' if guess == 'minao' else 'mlsr')
+        density = None if guess == 'minao' else pyscf_mlguess.predict_density(mf)
+        # the network runs once: its density is projected here and its levels taken below
+        dm0 = (mf.get_init_guess(mol, 'minao') if density is None
+               else mf.init_guess_by_mlsr(mol, density=density))
         dm1, homo, lumo, shifted = first_step(mf, dm0, level_shift)
         rows.append(dict(
             molecule=name, xc=xc, basis=basis, charge=mol.charge, nao=mol.nao, guess=guess,
@@ -95,8 +99,8 @@ def molecule_rows(name, entry, xc, basis, weights=None, level_shift=0.0):
             step_nmae=density_nmae(mol, dm1, dm_ref, grids),
             homo=homo, lumo=lumo, homo_ref=float(ref.mo_energy[nocc - 1]),
             lumo_ref=float(ref.mo_energy[nocc])))
-        if guess != 'minao':
-            levels = projection_levels(mf, pyscf_mlguess.predict_density(mf))
+        if density is not None:
+            levels = projection_levels(mf, density)
             rows[-1].update(projection_homo=levels[0], projection_lumo=levels[1])
         if shifted is not None:
             rows[-1].update(shifted_step_de=float(mf.energy_tot(shifted) - ref.e_tot),
@@ -170,11 +174,12 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'results.json'
-    rows = json.loads(path.read_text())['records'] if path.exists() else []
+    stored = json.loads(path.read_text()) if path.exists() else {'records': []}
+    rows = stored['records']
     done = {r['molecule'] for r in rows}
     settings = dict(xc=args.xc, basis=args.basis, weights=args.weights,
                     level_shift=args.level_shift)
-    if rows and json.loads(path.read_text()).get('settings') != settings:
+    if rows and stored.get('settings') != settings:
         raise SystemExit(f'{path} was made with other settings; use another --out')
     charges = [int(c) for c in args.charges.split(',')] if args.charges else None
     for name, entry in load_molecules(args.molecules, args.n, charges=charges):

@@ -10,21 +10,16 @@ from pyscf_mlguess.data import generate, qm9, store
 from pyscf_mlguess.train.loop import (coulomb_error, coulomb_error_numpy, lr_factor,
                                       random_patch, train)
 
-from conftest import WATER
-
 ARCH = dict(channels=4, blocks=1, up_channels=2)
 SMALL = dict(arch=ARCH, steps_per_epoch=3, batch=2, patch=8, warmup=2, margin=3.0,
              spacing=0.2, progress=False)
 
 
 @pytest.fixture(scope='module')
-def water_set(tmp_path_factory):
-    from pyscf import gto
-    mol = gto.M(atom=WATER, verbose=0)
-    sample = qm9.Sample(3, 'O', tuple(mol.elements), mol.atom_coords(unit='Angstrom'))
+def water_set(tmp_path_factory, water_record):
     folder = tmp_path_factory.mktemp('data') / 'pbe_def2svp' / 'train'
     writer = store.ShardWriter(str(folder))
-    writer.add(generate.reference_calculation(sample, 'pbe', threads=0))
+    writer.add(water_record)
     writer.flush()
     return str(folder), str(tmp_path_factory.mktemp('cache'))
 
