@@ -318,7 +318,8 @@ def test_outside_the_domain_the_guess_hands_over_to_minao_unless_told(tmp_path, 
 
 
 # What each shipped family was trained on: PBE on QM9 and the derived S/Cl/Br/P/Si molecules and
-# ions (pbe-0.3 on), B3LYP on QM9 alone.  A release that changes its domain changes this table.
+# ions (pbe-0.3 on; pbe-0.4 also takes the charge), B3LYP on QM9 alone.  A release that changes
+# its domain changes this table.
 SHIPPED_DOMAIN = {
     'pbe': (['Br', 'C', 'Cl', 'F', 'H', 'N', 'O', 'P', 'S', 'Si'], [-1, 0, 1]),
     'b3lyp': (['C', 'F', 'H', 'N', 'O'], [0]),
