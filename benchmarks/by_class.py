@@ -37,6 +37,7 @@ CLASSES = [
     ('QM9 organics, def2-TZVP (weights trained on def2-SVP)', 'by_class/tzvp_qm9'),
     ('oracle molecules (4 of 6 with S, Cl or P; network used), def2-TZVP',
      'by_class/tzvp_oracle'),
+    ('held-out derived: QM9 ions (protonated, deprotonated)', 'derived-test-0.4', DERIVED_IONS),
     ('held-out derived: S, Cl, Br, P or Si put into QM9 molecules', 'derived-test',
      DERIVED_COMPOUNDS),
     *[(f'held-out derived: {label} only', 'derived-test', (rule,)) for rule, label in
