@@ -27,9 +27,12 @@ DERIVED_IONS = ('anion', 'cation')
 
 #: (class, results folder[, derivation rules of the molecules kept])
 CLASSES = [
+    ('QM9 organics (in domain)', 'qm9-test-0.4'),
+    ('QM9 organics (in domain)', 'qm9-test-b3lyp-0.3'),
     ('QM9 organics (in domain)', 'qm9-test-0.3'),
     ('QM9 organics (in domain)', 'qm9-test-0.2'),
     ('QM9 organics (in domain)', 'qm9-test'),
+    ('drug-like with S or Cl, density fitting (in domain)', 'drugs-df-0.4'),
     ('drug-like, density fitting (in domain)', 'drugs-df'),
     ('closed shells with Si, P, S, Cl, B, Al, Li, Na, ...', 'by_class/main_group'),
     ('closed-shell ions', 'by_class/ions'),
@@ -37,13 +40,14 @@ CLASSES = [
     ('QM9 organics, def2-TZVP (weights trained on def2-SVP)', 'by_class/tzvp_qm9'),
     ('oracle molecules (4 of 6 with S, Cl or P; network used), def2-TZVP',
      'by_class/tzvp_oracle'),
-    ('held-out derived: QM9 ions (protonated, deprotonated)', 'derived-test-0.4', DERIVED_IONS),
-    ('held-out derived: S, Cl, Br, P or Si put into QM9 molecules', 'derived-test',
-     DERIVED_COMPOUNDS),
-    *[(f'held-out derived: {label} only', 'derived-test', (rule,)) for rule, label in
-      (('o2s', 'O to S'), ('h2cl', 'H to Cl'), ('h2br', 'H to Br'), ('n2p', 'N to P'),
-       ('c2si', 'C to Si'))],
-    ('held-out derived: QM9 ions (protonated, deprotonated)', 'derived-test', DERIVED_IONS),
+    *[row for folder in ('derived-test-0.4', 'derived-test-b3lyp-0.3', 'derived-test')
+      for row in [
+          ('held-out derived: S, Cl, Br, P or Si put into QM9 molecules', folder,
+           DERIVED_COMPOUNDS),
+          *[(f'held-out derived: {label} only', folder, (rule,)) for rule, label in
+            (('o2s', 'O to S'), ('h2cl', 'H to Cl'), ('h2br', 'H to Br'), ('n2p', 'N to P'),
+             ('c2si', 'C to Si'))],
+          ('held-out derived: QM9 ions (protonated, deprotonated)', folder, DERIVED_IONS)]],
 ]
 
 

@@ -31,7 +31,6 @@ import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
 from pyscf_mlguess.benchmark.molecules import load_molecules
 from pyscf_mlguess.metrics import default_grids, density_nmae
 from pyscf_mlguess.model import load_predictor
-from pyscf_mlguess.project import potential_matrices, projection_grids
 from pyscf_mlguess.oracle import OraclePredictor
 
 GUESSES = ('minao', 'mlsr', 'oracle')
@@ -53,15 +52,11 @@ def first_step(mf, dm0, level_shift=0.0):
     return dm1, float(energies[nocc - 1]), float(energies[nocc]), shifted
 
 
-def projection_levels(mf, density):
-    """HOMO and LUMO of the projection's own Fock matrix, built from the predicted density
-    (a semilocal functional: no exact exchange), which the guess diagonalises."""
-    mol = mf.mol
-    grids = projection_grids(mol, orientation=density.field.grid.orientation)
-    vmat = potential_matrices(mf, mol, density.dm_sad, density.field, grids)[0]
-    energies, _ = mf.eig(mf.get_hcore() + vmat, mf.get_ovlp())
-    nocc = mol.nelectron // 2
-    return float(energies[nocc - 1]), float(energies[nocc])
+def projection_levels(dm0):
+    """HOMO and LUMO of the projection's own Fock matrix (built from the predicted density), which
+    the guess diagonalised: the orbital energies the guess's density matrix is tagged with."""
+    occupied = dm0.mo_occ > 0
+    return float(dm0.mo_energy[occupied].max()), float(dm0.mo_energy[~occupied].min())
 
 
 def molecule_rows(name, entry, xc, basis, weights=None, level_shift=0.0):
@@ -100,7 +95,7 @@ def molecule_rows(name, entry, xc, basis, weights=None, level_shift=0.0):
             homo=homo, lumo=lumo, homo_ref=float(ref.mo_energy[nocc - 1]),
             lumo_ref=float(ref.mo_energy[nocc])))
         if density is not None:
-            levels = projection_levels(mf, density)
+            levels = projection_levels(dm0)
             rows[-1].update(projection_homo=levels[0], projection_lumo=levels[1])
         if shifted is not None:
             rows[-1].update(shifted_step_de=float(mf.energy_tot(shifted) - ref.e_tot),

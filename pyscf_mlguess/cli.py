@@ -97,7 +97,8 @@ def _finetune(args):
 
 def _release(args):
     from pyscf_mlguess.train.release import release
-    summary = release(args.weights, args.test, args.out, max_samples=args.max_samples)
+    summary = release(args.weights, args.test, args.out, max_samples=args.max_samples,
+                      xc=args.xc)
     print(json.dumps(summary, indent=1))
 
 
@@ -229,6 +230,10 @@ def build_parser():
                    'data/pbe_def2svp/test')
     r.add_argument('--out', required=True, help='e.g. weights/pbe-0.2.pt')
     r.add_argument('--max-samples', type=int, default=None)
+    r.add_argument('--xc', default=None, help='release the same tensors for this functional '
+                   "(e.g. b3lyp for a PBE-trained network measured better on hybrids); the "
+                   "training functional is kept as 'trained_xc' and --test must hold this "
+                   "functional's references")
     r.set_defaults(func=_release)
     return p
 

@@ -187,7 +187,7 @@ def _diagonalise(mf, h1e, s1e, vhf, dm):
     fock = mf.get_fock(h1e, s1e, vhf, dm, cycle=-1, diis=None)
     mo_energy, mo_coeff = mf.eig(fock, s1e)
     mo_occ = mf.get_occ(mo_energy, mo_coeff)
-    return mf.make_rdm1(mo_coeff, mo_occ)
+    return lib.tag_array(mf.make_rdm1(mo_coeff, mo_occ), mo_energy=mo_energy)
 
 
 def project_density(mf, dm_sad, field, exchange=None, mol=None, s1e=None, grids=None):
@@ -204,7 +204,9 @@ def project_density(mf, dm_sad, field, exchange=None, mol=None, s1e=None, grids=
         grids: the integration grid of the projection (default :func:`projection_grids`).
 
     Returns:
-        The density matrix in the form ``mf`` uses (2D for RHF; an (alpha, beta) pair otherwise).
+        The density matrix in the form ``mf`` uses (2D for RHF; an (alpha, beta) pair otherwise),
+        tagged, as PySCF's ``make_rdm1`` tags it, with the orbitals it fills (``mo_coeff``,
+        ``mo_occ``) and their energies in the projection's Fock matrix (``mo_energy``).
     """
     mol = mf.mol if mol is None else mol
     exchange = exchange_treatment(exchange)

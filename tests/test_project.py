@@ -67,6 +67,12 @@ def test_projection_keeps_a_converged_density_close(water_pbe):
     dm = project_density(mf, sad_density_matrix(mol)[0], field)
     assert_density_matrix(mf, dm)
     assert numpy.abs(dm - dm_ref).max() < 1e-3
+    # tagged with the orbitals it filled, whose energies are then the converged ones
+    numpy.testing.assert_allclose(mf.make_rdm1(dm.mo_coeff, dm.mo_occ), dm, atol=1e-12)
+    converged = mf.eig(mf.get_fock(dm=dm_ref), mf.get_ovlp())[0]
+    nocc = mol.nelectron // 2
+    numpy.testing.assert_allclose(dm.mo_energy[:nocc + 2], converged[:nocc + 2], rtol=1e-3,
+                                  atol=2e-3)
 
 
 def test_quadrature_blocks_do_not_change_the_potential(water_pbe):

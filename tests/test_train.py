@@ -363,6 +363,41 @@ def test_release_measures_and_writes_the_hash_line(water_set, tmp_path):
     assert set(rows[0]['mlsr_timings']) == {'grid', 'model', 'projection', 'total'}
 
 
+def test_release_for_another_functional(water_set, tmp_path, monkeypatch):
+    """``release --xc b3lyp``: PBE-trained tensors shipped for hybrids, measured on B3LYP
+    references; the file then names B3LYP (the guess takes it without the other-family
+    warning) and keeps the training functional."""
+    from pyscf import dft, gto
+    from pyscf_mlguess import config
+    from pyscf_mlguess.train.release import release
+    from conftest import water_sample
+    folder, cache = water_set
+    run = tmp_path / 'run'
+    train([folder], [folder], str(run), epochs=1, cache_dir=cache, **SMALL)
+    out = tmp_path / 'weights' / 'b3lyp-0.9.pt'
+    with pytest.raises(ValueError, match='hold pbe references'):
+        release(str(run / 'weights.pt'), [folder], str(out), progress=False, xc='b3lyp')
+    assert not out.exists()
+    hybrid = tmp_path / 'b3lyp_def2svp' / 'test'
+    writer = store.ShardWriter(str(hybrid))
+    writer.add(generate.reference_calculation(water_sample(), 'b3lyp', threads=0))
+    writer.flush()
+    summary = release(str(run / 'weights.pt'), [str(hybrid)], str(out), progress=False,
+                      xc='b3lyp')
+    net, meta = model.load_weights(out, expected_sha256=model.sha256_of(out))
+    assert (meta['xc'], meta['trained_xc']) == ('b3lyp', 'pbe')
+    assert meta['test'] == summary and summary['folders'] == [str(hybrid)]
+    trained = model.load_weights(run / 'weights.pt')[1]
+    assert (meta['elements'], meta['charges']) == (trained['elements'], trained['charges'])
+    monkeypatch.setenv(config.WEIGHTS_ENV, str(out))
+    mf = dft.RKS(gto.M(atom='He', basis='def2-svp', verbose=0), xc='b3lyp')
+    mf.stdout = open(tmp_path / 'log', 'w')
+    mf.verbose = 4
+    model.load_predictor(mf)
+    mf.stdout.close()
+    assert 'trained for' not in (tmp_path / 'log').read_text()
+
+
 def test_the_generalisation_gap_of_a_run(water_set, tmp_path):
     """benchmarks/training_curve.py --gap measures the final weights alike on training and
     validation samples: here the same molecule, so the same figures, and those of the last

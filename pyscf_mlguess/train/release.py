@@ -13,6 +13,12 @@ For every test sample, against the converged density (the stored reference orbit
 The means go into the weights' metadata (``test``) together with the dataset's identity (its
 shard files' SHA-256), and the file is written with its line in the folder's ``SHA256SUMS``.
 A per-sample table is written next to it as ``<name>.test.json``.
+
+``xc`` releases the same tensors for another functional: the file's ``xc`` becomes it (so the
+guess takes the file for that functional's family without the other-family warning) and
+``trained_xc`` keeps the functional of the training references.  It is for a network measured
+better on the other family's validation densities than that family's own weights; the test
+folders must then hold references of the new functional, so the released numbers are its own.
 """
 
 import datetime
@@ -72,8 +78,24 @@ def update_sums(folder, name, digest):
         f.write('\n'.join(lines) + '\n')
 
 
-def release(weights, test_folders, out, max_samples=None, progress=True):
-    """Measure ``weights`` on ``test_folders`` and write the release file ``out``."""
+def retarget_xc(meta, xc, records):
+    """``meta`` released for the functional ``xc`` (see the module docstring); ``records``, the
+    test samples, must all be references of ``xc``'s family."""
+    from pyscf_mlguess.model import xc_family
+    family = xc_family(xc)
+    wrong = sorted({r['xc'] for r in records if xc_family(r['xc']) != family})
+    if wrong:
+        raise ValueError(f'release --xc {xc}: the test folders hold {", ".join(wrong)} '
+                         f'references; measure the weights on {family.upper()}-family '
+                         'references (e.g. data/b3lyp_def2svp/test)')
+    if xc_family(meta['xc']) == family:
+        return meta
+    return dict(meta, xc=xc, trained_xc=meta.get('trained_xc', meta['xc']))
+
+
+def release(weights, test_folders, out, max_samples=None, progress=True, xc=None):
+    """Measure ``weights`` on ``test_folders`` and write the release file ``out``; ``xc``
+    releases them for another functional (see the module docstring)."""
     from tqdm import tqdm
     from pyscf_mlguess.train.loop import evaluate
     model, meta = load_weights(weights)
@@ -84,6 +106,8 @@ def release(weights, test_folders, out, max_samples=None, progress=True):
         test.keep_first(max_samples)
     if not len(test):
         raise ValueError(f'no converged test samples in {test_folders}')
+    if xc is not None:
+        meta = retarget_xc(meta, xc, test.records)
     rows = [measure_sample(rec, predictor)
             for rec in tqdm(test.records, desc='test samples', disable=not progress)]
     box_model, box_sad = evaluate(model, test, 'cpu')
