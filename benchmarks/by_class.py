@@ -4,11 +4,11 @@
 
 For every class (a results folder of ``run_scf.py``, or the molecules of one made by some of the
 derivation rules of :mod:`pyscf_mlguess.data.derived`, which end each name) and functional:
-the molecules whose mlsr
-and minao runs were timed side by side, the median per-molecule ratios mlsr / minao of SCF
-cycles, effective cycles and total wall time, the summed cycles of both, how many mlsr runs
-ended elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to
-minao (outside the weights' domain).  Writes ``benchmarks/results/by_class.md``.
+the molecules whose mlsr and minao runs were timed side by side, the median per-molecule ratios
+mlsr / minao of SCF cycles, effective cycles and total wall time, the summed cycles of both, the
+mlsr guess's wall time in SCF cycles of the minao run (median), how many mlsr runs ended
+elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to minao
+(outside the weights' domain).  Writes ``benchmarks/results/by_class.md``.
 """
 
 import argparse
@@ -82,13 +82,15 @@ def rows_of(label, folder, rules=None, results=RESULTS):
             continue
         med = {k: statistics.median(p[k][0] / p[k][1] for p in pairs.values())
                for k in ('cycles', 'effective', 'total_s')}
+        guess_cost = statistics.median(p['guess_s'][0] / p['cycle_s'] for p in pairs.values())
         elsewhere = sum(is_failure(r) for r in ml.values())
         handed = sum(r.get('handed_over_to') == 'minao' for r in ml.values())
         out.append(f"| {label} | {xc.upper()} / {basis} | {weights_of(ml.values())} | "
                    f"{len(pairs)} | {med['cycles']:.2f} | "
                    f"{sum(p['cycles'][0] for p in pairs.values())} / "
                    f"{sum(p['cycles'][1] for p in pairs.values())} | {med['effective']:.2f} | "
-                   f"{med['total_s']:.2f} | {elsewhere} | {handed} | {policy} | "
+                   f"{med['total_s']:.2f} | {guess_cost:.2f} | {elsewhere} | {handed} | "
+                   f"{policy} | "
                    f"[{folder}]({folder}/results.md) |")
     return out
 
@@ -100,8 +102,9 @@ def main():
     args = parser.parse_args()
     lines = ['| class | functional / basis | weights | molecules | cycles mlsr / minao (median) | '
              'cycles, sum mlsr / minao | effective cycles (median) | total wall time (median) '
-             '| mlsr runs elsewhere | handed over to minao | mlsr outside the domain | results |',
-             '|' + '---|' * 12]
+             '| mlsr guess, SCF cycles (median) | mlsr runs elsewhere | handed over to minao '
+             '| mlsr outside the domain | results |',
+             '|' + '---|' * 13]
     for label, folder, *rules in CLASSES:
         lines += rows_of(label, folder, *rules)
     text = '\n'.join(lines) + '\n'
