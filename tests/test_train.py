@@ -377,6 +377,8 @@ def test_release_for_another_functional(water_set, tmp_path, monkeypatch):
     out = tmp_path / 'weights' / 'b3lyp-0.9.pt'
     with pytest.raises(ValueError, match='hold pbe references'):
         release(str(run / 'weights.pt'), [folder], str(out), progress=False, xc='b3lyp')
+    with pytest.raises(ValueError, match='--xc b3lpy: not a functional'):
+        release(str(run / 'weights.pt'), [folder], str(out), progress=False, xc='b3lpy')
     assert not out.exists()
     hybrid = tmp_path / 'b3lyp_def2svp' / 'test'
     writer = store.ShardWriter(str(hybrid))

@@ -82,7 +82,10 @@ def retarget_xc(meta, xc, records):
     """``meta`` released for the functional ``xc`` (see the module docstring); ``records``, the
     test samples, must all be references of ``xc``'s family."""
     from pyscf_mlguess.model import xc_family
-    family = xc_family(xc)
+    try:
+        family = xc_family(xc)
+    except KeyError as err:
+        raise ValueError(f'release --xc {xc}: not a functional PySCF knows ({err})') from None
     wrong = sorted({r['xc'] for r in records if xc_family(r['xc']) != family})
     if wrong:
         raise ValueError(f'release --xc {xc}: the test folders hold {", ".join(wrong)} '
