@@ -651,8 +651,10 @@ class CNNPredictor:
         return DensityField(delta.double().cpu().numpy(), out_grid)
 
     def __repr__(self):
-        return (f"CNNPredictor({self.source or 'in memory'}, {self.meta.get('xc', '?')}, "
-                f"device={self.device})")
+        xc = self.meta.get('xc', '?')
+        if self.meta.get('trained_xc'):
+            xc += f" (trained on {self.meta['trained_xc']} densities)"
+        return f"CNNPredictor({self.source or 'in memory'}, {xc}, device={self.device})"
 
 
 def resolve_weights(family, path=None):

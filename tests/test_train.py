@@ -395,7 +395,7 @@ def test_release_for_another_functional(water_set, tmp_path, monkeypatch):
     mf = dft.RKS(gto.M(atom='He', basis='def2-svp', verbose=0), xc='b3lyp')
     mf.stdout = open(tmp_path / 'log', 'w')
     mf.verbose = 4
-    model.load_predictor(mf)
+    assert 'b3lyp (trained on pbe densities)' in repr(model.load_predictor(mf))
     mf.stdout.close()
     assert 'trained for' not in (tmp_path / 'log').read_text()
 
