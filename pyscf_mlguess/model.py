@@ -394,6 +394,25 @@ def add_charge_input(model):
     return charged.eval()
 
 
+def add_branch(model, levels, level_blocks=2):
+    """A copy of a flat network with a multi-scale branch (``levels``, ``level_blocks``; see
+    :class:`DensitySR`) whose last step, the transposed convolution back to the finer grid,
+    starts at zero: the copy starts as the network it came from, and training decides what the
+    wider view adds."""
+    if model.branch is not None:
+        raise ValueError('add_branch: this network already has a multi-scale branch')
+    if levels < 1:
+        raise ValueError(f'add_branch: levels {levels}; a branch needs 1 or more')
+    wider = DensitySR(**dict(model.arch, levels=levels, level_blocks=level_blocks))
+    missing, unexpected = wider.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith('branch.') for k in missing), (missing,
+                                                                              unexpected)
+    with torch.no_grad():
+        wider.branch.up.weight.zero_()
+        wider.branch.up.bias.zero_()
+    return wider.eval()
+
+
 #: An ion's net charge goes where the SAD density exceeds about this (e/Bohr^3): weight
 #: rho / (rho + ION_CHARGE_DENSITY), flat inside the molecule and fading at its surface
 #: (docs/design.md, "Ions").

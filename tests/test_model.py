@@ -423,6 +423,27 @@ def test_a_refined_network_starts_as_the_interpolation_of_the_coarse_one():
         model.refine_output(fine)
 
 
+def test_a_network_given_a_branch_starts_as_the_flat_one():
+    torch.manual_seed(0)
+    flat = model.DensitySR(channels=4, blocks=1, upsample=1, elements=['H', 'O']).eval()
+    torch.nn.init.normal_(flat.tail.weight, std=0.1)         # a network that predicts something
+    wide = model.add_branch(flat, levels=2, level_blocks=1)
+    assert wide.arch == dict(flat.arch, levels=2, level_blocks=1)
+    assert wide.receptive_radius > flat.receptive_radius and wide.alignment == 4
+    x = torch.rand(1, 3, 13, 10, 9)                          # not a multiple of the alignment
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), flat(x), rtol=0, atol=0)
+        # once the way back is not zero, the branch changes the output, and tiles stay exact
+        torch.nn.init.normal_(wide.branch.up.weight, std=0.1)
+        assert (wide(x) - flat(x)).abs().max() > 1e-4
+        torch.testing.assert_close(model.predict_tiled(wide, x[0], tile=4), wide(x)[0, 0],
+                                   rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match='already has a multi-scale branch'):
+        model.add_branch(wide, levels=1)
+    with pytest.raises(ValueError, match='levels 0'):
+        model.add_branch(flat, levels=0)
+
+
 def test_a_network_given_the_charge_starts_as_the_one_without_it():
     torch.manual_seed(0)
     plain = model.DensitySR(channels=4, blocks=1, upsample=1, elements=['H', 'O']).eval()
