@@ -90,7 +90,7 @@ def retarget_xc(meta, xc, records):
     if wrong:
         raise ValueError(f'release --xc {xc}: the test folders hold {", ".join(wrong)} '
                          f'references; measure the weights on {family.upper()}-family '
-                         'references (e.g. data/b3lyp_def2svp/test)')
+                         f'references (e.g. data/{family}_def2svp/test)')
     if xc_family(meta['xc']) == family:
         return meta
     return dict(meta, xc=xc, trained_xc=meta.get('trained_xc', meta['xc']))
