@@ -8,7 +8,9 @@ the molecules whose mlsr and minao runs were timed side by side, the median per-
 mlsr / minao of SCF cycles, effective cycles and total wall time, the summed cycles of both, the
 mlsr guess's wall time in SCF cycles of the minao run (median), how many mlsr runs ended
 elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to minao
-(outside the weights' domain).  Writes ``benchmarks/results/by_class.md``.
+(outside the weights' domain).  A folder whose run is still going (``pending`` in its
+``results.json``) is marked in the class column with the molecule runs it has to go, so a
+partial row is never read as a finished one.  Writes ``benchmarks/results/by_class.md``.
 """
 
 import argparse
@@ -71,6 +73,8 @@ def rows_of(label, folder, rules=None, results=RESULTS):
         return []
     data = json.loads(path.read_text())
     policy = data.get('outside_domain') or '–'
+    if data.get('pending'):
+        label = f"{label} (in progress: {data['pending']} to go)"
     records = [r for r in data['records'] if rules is None or rule_of(r['molecule']) in rules]
     out = []
     for xc, basis in sorted({(r['xc'], r['basis']) for r in records}):

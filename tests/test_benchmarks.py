@@ -58,10 +58,24 @@ def test_two_molecules_two_guesses(run_scf, molecules, tmp_path, capsys, monkeyp
     assert printed.strip() == (out / 'results.md').read_text().strip()
     assert '| minao | 2 |' in printed and '| atom | 2 |' in printed
     assert (out / 'pbe_sto-3g.png').exists()
+    assert json.loads((out / 'results.json').read_text())['pending'] == 0
     # a second run finds everything done and computes nothing
     monkeypatch.setattr(runner, 'run_molecule', lambda *a, **k: pytest.fail('recomputed'))
     again = run_scf.main(argv + ['--no-plots'])
     assert sorted(map(runner._key, again)) == sorted(map(runner._key, records))
+
+
+def test_an_interrupted_run_leaves_its_pending_count(molecules, tmp_path, monkeypatch):
+    def first_only(name, entry, xc, basis, guesses, **kwargs):
+        if name != 'water':
+            raise KeyboardInterrupt                    # the session ends mid-run
+        return [{'molecule': name, 'xc': xc, 'basis': basis, 'guess': g} for g in guesses]
+    monkeypatch.setattr(runner, 'run_molecule', first_only)
+    water_first = sorted(load_molecules(str(molecules)), key=lambda e: e[0] != 'water')
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(water_first, ['pbe'], ['sto-3g'], ['minao'], tmp_path, workers=0,
+                   progress=False)
+    assert json.loads((tmp_path / 'results.json').read_text())['pending'] == 1
 
 
 def test_new_guesses_reuse_the_stored_minao_reference(run_scf, molecules, tmp_path,
@@ -412,6 +426,10 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     everything, = by_class.rows_of('all', 'derived', results=tmp_path)
     assert '| all | PBE / def2-svp | 0.1 | 4 | 1.00 | 40 / 40 |' in everything
     assert by_class.rows_of('none', 'missing', results=tmp_path) == []
+    (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records,
+                                                                   'pending': 3}))
+    running, = by_class.rows_of('S', 'derived', ('o2s',), results=tmp_path)
+    assert running.startswith('| S (in progress: 3 to go) | PBE / def2-svp | 0.1 | 2 |')
     assert by_class.weights_of([{'weights': 'pbe-0.3.pt sha256:70fefd476bb7'}, {}]) == 'pbe-0.3'
     assert by_class.weights_of([{}]) == '0.1'
 

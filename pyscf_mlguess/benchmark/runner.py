@@ -8,7 +8,9 @@ energy and |dE| against the minao run, the guess and SCF wall times (the guess s
 against the converged one on PySCF's integration grid (the run's own when it reached the
 reference energy, else the minao run's); mlsr runs also name the weights they used (file and
 SHA-256), and a folder takes no mlsr runs made with other weights. Results go to
-``results.json`` after every finished molecule, so an interrupted run resumes. Molecules run as
+``results.json`` after every finished molecule, so an interrupted run resumes; its ``pending``
+counts the molecule runs the last invocation still had to do (0: the folder is complete, for the
+molecules that invocation asked for). Molecules run as
 independent Dask tasks (a local cluster of single-threaded processes, or a scheduler's
 address); ``workers=0`` runs them one by one in this process. One results folder holds one set
 of the settings that change the numbers (:data:`SETTINGS`).
@@ -241,7 +243,8 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     parallel = scheduler is not None or workers > 1
     info = {'python': sys.version.split()[0], 'cpu_count': os.cpu_count(),
             'parallel': parallel, 'workers': None if scheduler else workers,
-            'scheduler': scheduler, 'device': device, **settings}
+            'scheduler': scheduler, 'device': device, **settings,
+            'pending': len(tasks)}     # molecule runs still to do: 0 once the folder is complete
     bar = tqdm(total=len(tasks), unit='task', disable=not progress)
     run_id = time.strftime('%Y-%m-%dT%H:%M:%S%z')   # wall times compare only within one run
 
@@ -250,6 +253,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
             rec['parallel'] = parallel
             rec['run'] = run_id
         records.extend(recs)
+        info['pending'] -= 1
         _save(path, info, records)
         bar.update()
         bar.set_postfix_str(recs[0]['molecule'])
