@@ -44,9 +44,10 @@ def _data_stats(args):
                   f"elements {' '.join(s['elements'])}")
 
 
-#: the network's options of ``pyscf-mlguess train`` and their defaults (a new network)
-ARCH_DEFAULTS = dict(channels=16, blocks=4, kernel=3, upsample=2, up_channels=4, levels=0,
-                     level_blocks=2)
+#: the network's options of ``pyscf-mlguess train`` and their defaults (a new network); the
+#: others in :data:`ARCH_OPTIONS` default to the network's own (:class:`model.DensitySR`)
+ARCH_DEFAULTS = dict(channels=16, blocks=4, kernel=3, upsample=2, up_channels=4, levels=0)
+ARCH_OPTIONS = (*ARCH_DEFAULTS, 'level_blocks')
 
 
 def _floats(text, option):
@@ -61,7 +62,10 @@ def _floats(text, option):
 
 def _train(args):
     from pyscf_mlguess.train.loop import train
-    given = {k: getattr(args, k) for k in ARCH_DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ARCH_OPTIONS if getattr(args, k) is not None}
+    if 'level_blocks' in given and not given.get('levels'):
+        raise SystemExit('--level-blocks sets the blocks of a multi-scale branch: it needs '
+                         '--levels N (N > 0)')
     if args.elements:
         given['elements'] = args.elements.split(',')
     if args.charge_input:
@@ -71,7 +75,7 @@ def _train(args):
     else:
         arch = dict(ARCH_DEFAULTS, **given)
         if not arch['levels']:
-            del arch['levels'], arch['level_blocks']
+            del arch['levels']
     history = train(args.train, args.valid, args.out, arch=arch, epochs=args.epochs,
                     steps_per_epoch=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
                     warmup=args.warmup, spacing=args.spacing, margin=args.margin,

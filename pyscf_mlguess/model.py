@@ -44,6 +44,9 @@ from pyscf_mlguess.field import DensityField
 PURE_FAMILY = 'pbe'
 HYBRID_FAMILY = 'b3lyp'
 
+#: Residual blocks per level of a multi-scale branch unless a network says otherwise.
+LEVEL_BLOCKS = 2
+
 
 class WeightsNotFoundError(RuntimeError):
     """No pretrained weights are available for the requested functional."""
@@ -246,7 +249,7 @@ class DensitySR(nn.Module):
 
     def __init__(self, channels=16, blocks=4, kernel=3, head_kernel=5, upsample=2,
                  up_channels=4, res_scale=0.1, density_floor=1e-5, output_scale=0.05,
-                 gate_density=1e-3, levels=0, level_blocks=2, elements=None,
+                 gate_density=1e-3, levels=0, level_blocks=LEVEL_BLOCKS, elements=None,
                  charge_input=False):
         super().__init__()
         self.arch = dict(channels=channels, blocks=blocks, kernel=kernel, head_kernel=head_kernel,
@@ -394,7 +397,7 @@ def add_charge_input(model):
     return charged.eval()
 
 
-def add_branch(model, levels, level_blocks=2):
+def add_branch(model, levels, level_blocks=LEVEL_BLOCKS):
     """A copy of a flat network with a multi-scale branch (``levels``, ``level_blocks``; see
     :class:`DensitySR`) whose last step, the transposed convolution back to the finer grid,
     starts at zero: the copy starts as the network it came from, and training decides what the

@@ -293,6 +293,8 @@ def test_train_command(water_set, tmp_path, capsys):
     with pytest.raises(SystemExit, match='--folder-weights 1,x'):
         main(['train', '--train', folder, '--out', str(tmp_path / 'x'), '--folder-weights',
               '1,x'])
+    with pytest.raises(SystemExit, match='--level-blocks .* needs --levels'):
+        main(['train', '--train', folder, '--out', str(tmp_path / 'x'), '--level-blocks', '3'])
     history = json.loads(model.load_weights(tmp_path / 'weights.pt')[1]['history'])
     assert 0 < history[-1]['valid_guess_nmae'] < 0.2 and 'valid_nmae' in history[-1]
     assert model.load_weights(tmp_path / 'weights.pt')[0].arch['elements'] == ['H', 'O']

@@ -46,8 +46,8 @@ from torch import nn
 
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
-from pyscf_mlguess.model import (DensitySR, add_branch, add_charge_input, load_weights,
-                                 predict_delta, refine_output, save_weights)
+from pyscf_mlguess.model import (LEVEL_BLOCKS, DensitySR, add_branch, add_charge_input,
+                                 load_weights, predict_delta, refine_output, save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -341,7 +341,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             model = add_charge_input(model)
         if (arch or {}).get('levels') and model.branch is None:
             # a multi-scale branch whose way back starts at zero (model.add_branch)
-            model = add_branch(model, arch['levels'], arch.get('level_blocks', 2))
+            model = add_branch(model, arch['levels'], arch.get('level_blocks', LEVEL_BLOCKS))
         spacing, margin = _as_trained(init_weights, model, meta, arch, spacing, margin)
     else:
         model = DensitySR(**(arch or {}))
