@@ -15,7 +15,7 @@ mlsr against minao in total wall time and effective cycles, side by side.  ``--d
 runs every SCF with density fitting (PySCF's ``mf.density_fit()`` and its default auxiliary
 basis).  A results folder holds one set of the settings that change the numbers
 (``--conv-tol``, ``--max-cycle``, ``--density-fit``, ``--weights``, ``--exchange``,
-``--outside-domain``): resuming
+``--outside-domain``, ``--level-shift``, ``--diis-start-cycle``): resuming
 it with other ones is refused.
 """
 
@@ -85,6 +85,9 @@ def main(argv=None):
                         help="every SCF with density fitting (PySCF's default auxiliary basis)")
     parser.add_argument('--level-shift', type=float, metavar='HARTREE',
                         help="every SCF with PySCF's level shift (mf.level_shift) of this size")
+    parser.add_argument('--diis-start-cycle', type=int, metavar='N',
+                        help="every SCF with PySCF's mf.diis_start_cycle = N (0: the guess's own "
+                             "Fock matrix joins DIIS; PySCF's default is 1)")
     parser.add_argument('--exchange', choices=['sad_k', 'lda_x', 'k_refresh'],
                         help="the mlsr guess's exact-exchange treatment (default: the package's)")
     parser.add_argument('--outside-domain', choices=['minao', 'model'],
@@ -119,7 +122,8 @@ def main(argv=None):
                           scheduler=args.scheduler, conv_tol=args.conv_tol,
                           max_cycle=args.max_cycle, device=args.device, weights=args.weights,
                           density_fit=args.density_fit, exchange=args.exchange,
-                          outside_domain=args.outside_domain, level_shift=args.level_shift)
+                          outside_domain=args.outside_domain, level_shift=args.level_shift,
+                          diis_start_cycle=args.diis_start_cycle)
         except SettingsMismatch as err:
             raise SystemExit(f'run_scf.py: {err}') from None
     wanted = {(name, xc, b) for name, _ in molecules for xc in xcs for b in bases}

@@ -120,9 +120,19 @@ def test_density_fitting_and_one_set_of_settings_per_folder(run_scf, tmp_path):
     assert shifted['e_tot'] == pytest.approx(exact['e_tot'], abs=1e-7)      # same minimum
     assert shifted['cycles'] != exact['cycles']                         # another path to it
     assert '(level shift 0.2 Ha)' in (tmp_path / 'shift' / 'results.md').read_text()
+    # the core-Hamiltonian guess, whose own Fock matrix in DIIS saves a cycle here
+    both = ['--guesses', 'minao,1e']
+    early = {r['guess']: r for r in run_scf.main(argv + both + [
+        '--out', str(tmp_path / 'diis'), '--diis-start-cycle', '0'])}
+    plain = {r['guess']: r for r in run_scf.main(argv + both + ['--out', str(tmp_path / 'exact')])}
+    assert early['1e']['diis_start_cycle'] == 0 and 'diis_start_cycle' not in plain['1e']
+    assert early['1e']['e_tot'] == pytest.approx(exact['e_tot'], abs=1e-7)
+    assert early['1e']['cycles'] < plain['1e']['cycles']
+    assert '(DIIS from cycle 0)' in (tmp_path / 'diis' / 'results.md').read_text()
     for other in (['--out', str(tmp_path / 'df')],
                   ['--out', str(tmp_path / 'exact'), '--conv-tol', '1e-7'],
                   ['--out', str(tmp_path / 'exact'), '--level-shift', '0.1'],
+                  ['--out', str(tmp_path / 'exact'), '--diis-start-cycle', '0'],
                   ['--out', str(tmp_path / 'exact'), '--exchange', 'lda_x']):
         with pytest.raises(SystemExit, match='run_scf.py: .* holds runs made with other '
                            'settings'):

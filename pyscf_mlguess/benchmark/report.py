@@ -24,6 +24,9 @@ def summarize(records, guesses, parallel=False):
         shifts = sorted({r['level_shift'] for r in recs if r.get('level_shift')})
         if shifts:
             df += f' (level shift {", ".join(f"{v:g}" for v in shifts)} Ha)'
+        starts = sorted({r['diis_start_cycle'] for r in recs if 'diis_start_cycle' in r})
+        if starts:
+            df += f' (DIIS from cycle {", ".join(map(str, starts))})'
         lines += [f'## {xc.upper()} / {basis}{df}: {len(mols)} molecules', '']
         used = sorted({r['weights'] for r in recs if r['guess'] == 'mlsr' and 'weights' in r})
         if used:

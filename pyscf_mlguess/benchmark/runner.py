@@ -28,7 +28,8 @@ ENERGY_TOL = 1e-6      # Ha: a run that lands further from the minao energy is a
 # settings that change the results (not only the timings), with their values in files that
 # predate them; one results folder holds one set
 SETTINGS = {'conv_tol': None, 'max_cycle': None, 'density_fit': False, 'weights': None,
-            'exchange': None, 'outside_domain': None, 'level_shift': None}
+            'exchange': None, 'outside_domain': None, 'level_shift': None,
+            'diis_start_cycle': None}
 
 
 def _make_scf(mol, xc):
@@ -45,7 +46,7 @@ def _has_guess(mf, guess):
 
 def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None, device=None,
                  weights=None, reference=None, density_fit=False, exchange=None,
-                 outside_domain=None, level_shift=None):
+                 outside_domain=None, level_shift=None, diis_start_cycle=None):
     """Records (dicts) of every guess for one molecule, functional and basis.
 
     ``reference`` is the minao record of an earlier run (resuming with new guesses): its energy
@@ -56,6 +57,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
     base = {'molecule': name, 'xc': xc, 'basis': basis, 'density_fit': bool(density_fit)}
     if level_shift:
         base['level_shift'] = level_shift
+    if diis_start_cycle is not None:
+        base['diis_start_cycle'] = diis_start_cycle
     if isinstance(entry, str):
         return [dict(base, guess=g, error=entry) for g in guesses]
     from pyscf import gto
@@ -82,6 +85,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
             mf.max_cycle = max_cycle
         if level_shift is not None:
             mf.level_shift = level_shift
+        if diis_start_cycle is not None:
+            mf.diis_start_cycle = diis_start_cycle
         return mf
 
     def one(guess):
@@ -215,13 +220,14 @@ def _save(path, info, records):
 
 def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol=None,
         max_cycle=None, device=None, weights=None, density_fit=False, exchange=None,
-        outside_domain=None, level_shift=None, progress=True):
+        outside_domain=None, level_shift=None, diis_start_cycle=None, progress=True):
     """Run what ``out/results.json`` does not hold yet; returns all its records.
 
     ``exchange`` sets the mlsr guess's exact-exchange treatment (``mlsr_exchange``) and
     ``outside_domain`` what it does outside the weights' domain (``mlsr_outside_domain``); None
-    keeps the package's default.  ``level_shift`` (Hartree) is PySCF's ``mf.level_shift`` for
-    every guess's SCF.  Like ``conv_tol``, ``max_cycle``, ``weights`` and ``density_fit`` they
+    keeps the package's default.  ``level_shift`` (Hartree) is PySCF's ``mf.level_shift`` and
+    ``diis_start_cycle`` its ``mf.diis_start_cycle`` (0: the guess's own Fock matrix joins the
+    DIIS subspace; PySCF's default 1 leaves it out) for every guess's SCF.  Like ``conv_tol``, ``max_cycle``, ``weights`` and ``density_fit`` they
     change the results, so one folder holds one value."""
     from tqdm import tqdm
     out = pathlib.Path(out)
@@ -229,7 +235,8 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     path = out / 'results.json'
     settings = {'conv_tol': conv_tol, 'max_cycle': max_cycle,
                 'density_fit': bool(density_fit), 'weights': weights, 'exchange': exchange,
-                'outside_domain': outside_domain, 'level_shift': level_shift}
+                'outside_domain': outside_domain, 'level_shift': level_shift,
+                'diis_start_cycle': diis_start_cycle}
     stored = load_results(path)
     _check_settings(stored, settings, path)
     records = stored['records']
