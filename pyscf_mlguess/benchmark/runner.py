@@ -227,8 +227,9 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
     ``outside_domain`` what it does outside the weights' domain (``mlsr_outside_domain``); None
     keeps the package's default.  ``level_shift`` (Hartree) is PySCF's ``mf.level_shift`` and
     ``diis_start_cycle`` its ``mf.diis_start_cycle`` (0: the guess's own Fock matrix joins the
-    DIIS subspace; PySCF's default 1 leaves it out) for every guess's SCF.  Like ``conv_tol``, ``max_cycle``, ``weights`` and ``density_fit`` they
-    change the results, so one folder holds one value."""
+    DIIS subspace; PySCF's default 1 leaves it out) for every guess's SCF.  Like ``conv_tol``,
+    ``max_cycle``, ``weights`` and ``density_fit`` they change the results, so one folder holds
+    one value."""
     from tqdm import tqdm
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
