@@ -444,6 +444,31 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     assert by_class.weights_of([{}]) == '0.1'
 
 
+def test_compare_settings_counts_the_cycles_of_the_same_molecules(tmp_path):
+    spec = importlib.util.spec_from_file_location('compare_settings',
+                                                  ROOT / 'benchmarks' / 'compare_settings.py')
+    cs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cs)
+    run = {'converged': True, 'delta_e': 0.0, 'xc': 'pbe', 'basis': 'def2-svp'}
+    cycles = {'base': {'a': (11, 8), 'b': (15, 12), 'c': (12, 9)},       # (minao, mlsr)
+              'early': {'a': (11, 8), 'b': (15, 10), 'c': (13, 8), 'd': (9, 7)}}
+    for folder, table in cycles.items():
+        records = [dict(run, molecule=m, guess=g, cycles=c) for m, pair in table.items()
+                   for g, c in zip(('minao', 'mlsr'), pair)]
+        records.append(dict(run, molecule='e', guess='mlsr', error='boom'))
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / 'results.json').write_text(json.dumps(
+            {'records': records, 'pending': 2 if folder == 'early' else 0}))
+    text = cs.main([str(tmp_path / 'base'), str(tmp_path / 'early'),
+                    '--out', str(tmp_path / 'out' / 'cmp.md')])
+    assert text == (tmp_path / 'out' / 'cmp.md').read_text()
+    assert '[base], second [early, in progress: 2 to go]' in text
+    # d ran in one folder only, e failed: a, b, c count
+    assert '| minao | 3 | 38 | 39 | 1.00 | 0 / 2 / 1 |' in text
+    assert '| mlsr | 3 | 29 | 26 | 0.89 | 2 / 1 / 0 |' in text
+    assert '| mlsr (second) against minao (first) | 3 | 38 | 26 | 0.67 | 3 / 0 / 0 |' in text
+
+
 def test_the_training_curve_recovers_a_power_law(tmp_path):
     spec = importlib.util.spec_from_file_location('training_curve',
                                                   ROOT / 'benchmarks' / 'training_curve.py')
