@@ -39,6 +39,12 @@ PROJECTION_GRID_LEVEL = getattr(__config__, 'mlguess_projection_grid_level', 1)
 OUTSIDE_DOMAIN = getattr(__config__, 'mlguess_outside_domain', 'minao')
 OUTSIDE_DOMAIN_CHOICES = ('minao', 'model')
 
+#: ``mf.diis_start_cycle`` the mlsr guess gives an SCF object still at PySCF's default (1):
+#: 0 lets the Fock matrix of the guess into DIIS, which a crude guess's would spoil but the mlsr
+#: guess's, nearly self-consistent, makes converge in fewer cycles (docs/design.md, "DIIS from the
+#: guess").  None leaves PySCF's setting alone.
+DIIS_START_CYCLE = getattr(__config__, 'mlguess_diis_start_cycle', 0)
+
 #: Device for the network ('cpu', 'cuda', 'cuda:1'); None picks CUDA when available.
 MODEL_DEVICE = getattr(__config__, 'mlguess_device', None)
 #: Input voxels per tile edge for the network (halo added); bounds memory on big boxes.

@@ -20,6 +20,12 @@ Attributes added to every SCF object (declared in ``_keys``):
     ``'minao'`` (default, :data:`pyscf_mlguess.config.OUTSIDE_DOMAIN`): a molecule with an
     element, charge or spin that the weights' training data never had gets PySCF's minao guess,
     with a warning that says why; ``'model'``: the network is used anyway (with the warning).
+``mlsr_diis_start_cycle``
+    ``0`` (default, :data:`pyscf_mlguess.config.DIIS_START_CYCLE`): an SCF object whose
+    ``diis_start_cycle`` is PySCF's default gets this one from the guess (logged), so the Fock
+    matrix of the mlsr density joins DIIS; a ``diis_start_cycle`` set on the object is kept.
+    ``None`` leaves it alone.  Not applied when the guess hands over to minao.  Like any
+    setting made on the object, it stays for the object's later runs.
 ``mlsr_timings``
     Set by the guess: wall seconds of its stages, ``{'grid', 'model', 'projection', 'total'}``,
     or ``{'minao', 'total'}`` when it handed over to minao.
@@ -46,6 +52,7 @@ _MLSR_ATTRIBUTES = {
     'mlsr_grid_margin': None,
     'mlsr_exchange': config.EXCHANGE,
     'mlsr_outside_domain': config.OUTSIDE_DOMAIN,
+    'mlsr_diis_start_cycle': config.DIIS_START_CYCLE,
     'mlsr_timings': None,
 }
 
@@ -295,11 +302,38 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
     if mf.istype('UHF'):
         # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
         dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)
+    _start_diis_from_guess(mf)
     timings = dict(density.timings, projection=logger.perf_counter() - wall2)
     timings['total'] = sum(timings.values())
     mf.mlsr_timings = timings
     logger.timer(mf, 'mlsr initial guess', *t0)
     return dm
+
+
+def _start_diis_from_guess(mf):
+    """``mf.diis_start_cycle = mf.mlsr_diis_start_cycle`` where the object holds PySCF's default.
+
+    PySCF keeps the first cycle's Fock matrix out of DIIS (``diis_start_cycle = 1``), which suits
+    a crude guess; built from the mlsr density it is close to self-consistent, and in DIIS it
+    saves cycles (docs/design.md, "DIIS from the guess").  A value set on the object is the
+    user's and is kept.
+    """
+    wanted = mf.mlsr_diis_start_cycle
+    if wanted is None:
+        return
+    if isinstance(wanted, bool) or not isinstance(wanted, (int, numpy.integer)) or wanted < 0:
+        raise ValueError(f'mlsr_diis_start_cycle {wanted!r}: an SCF cycle (0, 1, ...) or None')
+    if 'diis_start_cycle' in vars(mf):
+        if mf.diis_start_cycle != wanted:
+            logger.info(mf, 'mlsr: diis_start_cycle = %d set on this object is kept '
+                        '(mlsr_diis_start_cycle %d applies to PySCF\'s default only)',
+                        mf.diis_start_cycle, wanted)
+        return
+    if mf.diis_start_cycle != wanted:
+        logger.info(mf, 'mlsr: diis_start_cycle %d -> %d, so the Fock matrix of the guess joins '
+                    'DIIS (mlsr_diis_start_cycle = None keeps PySCF\'s)', mf.diis_start_cycle,
+                    wanted)
+        mf.diis_start_cycle = int(wanted)
 
 
 def _hand_over_to_minao(mf, mol, outside, t0):

@@ -128,7 +128,8 @@ def test_density_fitting_and_one_set_of_settings_per_folder(run_scf, tmp_path):
     assert early['1e']['diis_start_cycle'] == 0 and 'diis_start_cycle' not in plain['1e']
     assert early['1e']['e_tot'] == pytest.approx(exact['e_tot'], abs=1e-7)
     assert early['1e']['cycles'] < plain['1e']['cycles']
-    assert '(DIIS from cycle 0)' in (tmp_path / 'diis' / 'results.md').read_text()
+    report = (tmp_path / 'diis' / 'results.md').read_text()
+    assert '(DIIS from cycle 0)' in report and 'DIIS (mf.diis_start_cycle):' not in report
     for other in (['--out', str(tmp_path / 'df')],
                   ['--out', str(tmp_path / 'exact'), '--conv-tol', '1e-7'],
                   ['--out', str(tmp_path / 'exact'), '--level-shift', '0.1'],
@@ -178,6 +179,9 @@ def test_mlsr_records_its_stages_and_mlsr_table(run_scf, molecules, tmp_path, mo
     assert 'mlsr against each guess' in text and '| minao | 1 |' in text
     assert '| not side by side |' not in text
     assert f"mlsr weights: {ml['weights']}" in text
+    # the guess starts DIIS from its own Fock matrix; minao keeps PySCF's cycle 1, and both say
+    assert (recs[0]['diis_start_cycle_used'], ml['diis_start_cycle_used']) == (1, 0)
+    assert 'DIIS (mf.diis_start_cycle): minao from cycle 1; mlsr from cycle 0.' in text
     # the headline: wall time and effective cycles against minao, side by side
     minao = recs[0]
     cycle = minao['scf_s'] / minao['cycles']

@@ -197,6 +197,36 @@ def test_module_function_and_dm0_route(water_pbe):
     assert_same_energy(mf, e_ref)
 
 
+def _log_of_guess(mf):
+    mf.verbose, mf.stdout = 4, io.StringIO()
+    mf.init_guess_by_mlsr()
+    return mf.stdout.getvalue()
+
+
+def test_the_guess_lets_its_fock_matrix_into_diis(water_pbe):
+    mol, dm_ref, e_ref = water_pbe
+    oracle = OraclePredictor(dm_ref)
+    mf = dft.RKS(mol, xc='pbe')
+    mf.mlsr_predictor = oracle
+    assert mf.diis_start_cycle == 1                       # PySCF's default
+    assert 'diis_start_cycle 1 -> 0' in _log_of_guess(mf)
+    assert mf.diis_start_cycle == 0
+    mf.init_guess = 'mlsr'
+    mf.kernel()
+    assert_same_energy(mf, e_ref)
+    mine = dft.RKS(mol, xc='pbe')                         # the user's own value is kept, and said
+    mine.mlsr_predictor, mine.diis_start_cycle = oracle, 2
+    assert 'diis_start_cycle = 2 set on this object is kept' in _log_of_guess(mine)
+    assert mine.diis_start_cycle == 2
+    left = dft.RKS(mol, xc='pbe')
+    left.mlsr_predictor, left.mlsr_diis_start_cycle = oracle, None
+    assert 'diis_start_cycle' not in _log_of_guess(left) and left.diis_start_cycle == 1
+    for bad in ('0', -1, True, 0.5):
+        left.mlsr_diis_start_cycle = bad
+        with pytest.raises(ValueError, match='mlsr_diis_start_cycle .*an SCF cycle'):
+            left.init_guess_by_mlsr()
+
+
 @pytest.mark.parametrize('key', ['minao', 'atom', 'huckel', 'mod_huckel', '1e', 'sap', 'vsap',
                                  'chk', 'unknown-key'])
 @pytest.mark.parametrize('cls', ['RHF', 'UHF', 'ROHF', 'RKS'])

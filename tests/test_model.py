@@ -307,6 +307,7 @@ def test_outside_the_domain_the_guess_hands_over_to_minao_unless_told(tmp_path, 
     log = _guess_log(mf, tmp_path)
     assert "spin 1 (trained on spins 0)" in log and "minao guess is used instead" in log
     assert set(mf.mlsr_timings) == {'minao', 'total'}
+    assert mf.diis_start_cycle == 1 and 'diis_start_cycle' not in vars(mf)  # minao's as PySCF's
     numpy.testing.assert_array_equal(mf.init_guess_by_mlsr(), mf.get_init_guess(key='minao'))
     mf.mlsr_outside_domain = 'MODEL'                  # any case, like PySCF's keys
     log = _guess_log(mf, tmp_path)

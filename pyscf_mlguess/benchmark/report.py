@@ -31,6 +31,7 @@ def summarize(records, guesses, parallel=False):
         used = sorted({r['weights'] for r in recs if r['guess'] == 'mlsr' and 'weights' in r})
         if used:
             lines += [f'mlsr weights: {", ".join(used)}', '']
+        lines += _diis_start_lines(recs)
         if 'mlsr' in by and 'minao' in by:
             lines += _headline_lines(by['mlsr'], by['minao'])
         lines += ['| guess | runs | median cycles | mean cycles | mean guess s '
@@ -233,6 +234,20 @@ def _ratio_stats(pairs):
     wins = sum(a < b for a, b in pairs)
     ties = sum(a == b for a, b in pairs)
     return statistics.median(ratios), wins, ties, len(pairs) - wins - ties
+
+
+def _diis_start_lines(recs):
+    """A line when the guesses ran with different ``mf.diis_start_cycle`` (the mlsr guess sets
+    its own, ``mlsr_diis_start_cycle``, on an SCF object at PySCF's default)."""
+    used = {}
+    for r in recs:
+        if 'diis_start_cycle_used' in r:
+            used.setdefault(r['guess'], set()).add(r['diis_start_cycle_used'])
+    if len({frozenset(v) for v in used.values()}) < 2:
+        return []
+    said = '; '.join(f'{g} from cycle {", ".join(map(str, sorted(v)))}'
+                     for g, v in sorted(used.items()))
+    return [f'DIIS (mf.diis_start_cycle): {said}.', '']
 
 
 def _headline_lines(ml, minao):

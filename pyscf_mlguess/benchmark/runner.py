@@ -110,7 +110,8 @@ def run_molecule(name, entry, xc, basis, guesses, conv_tol=None, max_cycle=None,
         mf.kernel(dm0=dm0)
         t2 = time.perf_counter()
         rec = dict(base, guess=guess, cycles=int(mf.cycles), converged=bool(mf.converged),
-                   e_tot=float(mf.e_tot), guess_s=t1 - t0, scf_s=t2 - t1, total_s=t2 - t0)
+                   e_tot=float(mf.e_tot), guess_s=t1 - t0, scf_s=t2 - t1, total_s=t2 - t0,
+                   diis_start_cycle_used=int(mf.diis_start_cycle))   # the guess may set it
         if guess == 'mlsr' and any(exchange_fractions(mf)[1:]):
             rec['exchange'] = mf.mlsr_exchange      # only where there is exact exchange
         if guess == 'mlsr':
