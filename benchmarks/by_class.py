@@ -6,6 +6,7 @@ For every class (a results folder of ``run_scf.py``, or the molecules of one mad
 derivation rules of :mod:`pyscf_mlguess.data.derived`, which end each name) and functional:
 the molecules whose mlsr and minao runs were timed side by side, the median per-molecule ratios
 mlsr / minao of SCF cycles, effective cycles and total wall time, the summed cycles of both, the
+cycle each guess's SCF started DIIS from (``mf.diis_start_cycle``; the mlsr guess sets 0 itself), the
 mlsr guess's wall time in SCF cycles of the minao run (median), how many mlsr runs ended
 elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to minao
 (outside the weights' domain).  A folder whose run is still going (``pending`` in its
@@ -29,6 +30,8 @@ DERIVED_IONS = ('anion', 'cation')
 
 #: (class, results folder[, derivation rules of the molecules kept])
 CLASSES = [
+    ('QM9 organics (in domain)', 'qm9-test-0.4-guess-diis'),
+    ('QM9 organics (in domain)', 'qm9-test-b3lyp-0.3-guess-diis'),
     ('QM9 organics (in domain)', 'qm9-test-0.4'),
     ('QM9 organics (in domain)', 'qm9-test-b3lyp-0.3'),
     ('QM9 organics (in domain)', 'qm9-test-0.3'),
@@ -42,7 +45,8 @@ CLASSES = [
     ('QM9 organics, def2-TZVP (weights trained on def2-SVP)', 'by_class/tzvp_qm9'),
     ('oracle molecules (4 of 6 with S, Cl or P; network used), def2-TZVP',
      'by_class/tzvp_oracle'),
-    *[row for folder in ('derived-test-0.4', 'derived-test-b3lyp-0.3', 'derived-test')
+    *[row for folder in ('derived-test-0.4-guess-diis', 'derived-test-0.4',
+                         'derived-test-b3lyp-0.3', 'derived-test')
       for row in [
           ('held-out derived: S, Cl, Br, P or Si put into QM9 molecules', folder,
            DERIVED_COMPOUNDS),
@@ -64,6 +68,13 @@ def weights_of(records):
     used = sorted({r['weights'].split()[0].removesuffix('.pt') for r in records
                    if r.get('weights')})
     return ', '.join(used) if used else '0.1'
+
+
+def diis_start_of(records):
+    """The ``mf.diis_start_cycle`` the SCF runs used ('0', or '0, 1' if mixed): recorded per run
+    since the mlsr guess sets its own, else the folder's setting, else PySCF's default (1)."""
+    used = {r.get('diis_start_cycle_used', r.get('diis_start_cycle', 1)) for r in records}
+    return ', '.join(map(str, sorted(used)))
 
 
 def rows_of(label, folder, rules=None, results=RESULTS):
@@ -90,6 +101,7 @@ def rows_of(label, folder, rules=None, results=RESULTS):
         elsewhere = sum(is_failure(r) for r in ml.values())
         handed = sum(r.get('handed_over_to') == 'minao' for r in ml.values())
         out.append(f"| {label} | {xc.upper()} / {basis} | {weights_of(ml.values())} | "
+                   f"{diis_start_of(minao.values())} / {diis_start_of(ml.values())} | "
                    f"{len(pairs)} | {med['cycles']:.2f} | "
                    f"{sum(p['cycles'][0] for p in pairs.values())} / "
                    f"{sum(p['cycles'][1] for p in pairs.values())} | {med['effective']:.2f} | "
@@ -104,11 +116,12 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=str(RESULTS / 'by_class.md'))
     args = parser.parse_args()
-    lines = ['| class | functional / basis | weights | molecules | cycles mlsr / minao (median) | '
+    lines = ['| class | functional / basis | weights | DIIS from cycle, minao / mlsr | molecules '
+             '| cycles mlsr / minao (median) | '
              'cycles, sum mlsr / minao | effective cycles (median) | total wall time (median) '
              '| mlsr guess, SCF cycles (median) | mlsr runs elsewhere | handed over to minao '
              '| mlsr outside the domain | results |',
-             '|' + '---|' * 13]
+             '|' + '---|' * 14]
     for label, folder, *rules in CLASSES:
         lines += rows_of(label, folder, *rules)
     text = '\n'.join(lines) + '\n'

@@ -432,20 +432,23 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records}))
     sulfur, = by_class.rows_of('S', 'derived', ('o2s',), results=tmp_path)
     # effective cycles 8.5 and 9.5 of 10; the guess costs half of minao's 1 s SCF cycle
-    assert '| S | PBE / def2-svp | 0.1 | 2 | 0.85 | 17 / 20 | 0.90 | 0.85 | 0.50 |' in sulfur
+    assert '| S | PBE / def2-svp | 0.1 | 1 / 1 | 2 | 0.85 | 17 / 20 | 0.90 | 0.85 | 0.50 |' in sulfur
     compounds, = by_class.rows_of('all', 'derived', by_class.DERIVED_COMPOUNDS, results=tmp_path)
     assert '| 3 | 0.90 | 28 / 30 |' in compounds
     ions, = by_class.rows_of('ions', 'derived', by_class.DERIVED_IONS, results=tmp_path)
     assert '| 1 | 1.20 | 12 / 10 |' in ions
     everything, = by_class.rows_of('all', 'derived', results=tmp_path)
-    assert '| all | PBE / def2-svp | 0.1 | 4 | 1.00 | 40 / 40 |' in everything
+    assert '| all | PBE / def2-svp | 0.1 | 1 / 1 | 4 | 1.00 | 40 / 40 |' in everything
     assert by_class.rows_of('none', 'missing', results=tmp_path) == []
     (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records,
                                                                    'pending': 3}))
     running, = by_class.rows_of('S', 'derived', ('o2s',), results=tmp_path)
-    assert running.startswith('| S (in progress: 3 to go) | PBE / def2-svp | 0.1 | 2 |')
+    assert running.startswith('| S (in progress: 3 to go) | PBE / def2-svp | 0.1 | 1 / 1 | 2 |')
     assert by_class.weights_of([{'weights': 'pbe-0.3.pt sha256:70fefd476bb7'}, {}]) == 'pbe-0.3'
     assert by_class.weights_of([{}]) == '0.1'
+    # the guess's own DIIS start, recorded per run, else the folder's setting, else PySCF's
+    assert by_class.diis_start_of([{'diis_start_cycle_used': 0}, {'diis_start_cycle': 0}]) == '0'
+    assert by_class.diis_start_of([{'diis_start_cycle_used': 0}, {}]) == '0, 1'
 
 
 def test_compare_settings_counts_the_cycles_of_the_same_molecules(tmp_path):
