@@ -6,7 +6,7 @@ For every class (a results folder of ``run_scf.py``, or the molecules of one mad
 derivation rules of :mod:`pyscf_mlguess.data.derived`, which end each name) and functional:
 the molecules whose mlsr and minao runs were timed side by side, the median per-molecule ratios
 mlsr / minao of SCF cycles, effective cycles and total wall time, the summed cycles of both, the
-cycle each guess's SCF started DIIS from (``mf.diis_start_cycle``; the mlsr guess sets 0 itself), the
+cycle each guess's SCF started DIIS from (``mf.diis_start_cycle``; the mlsr guess sets 0), the
 mlsr guess's wall time in SCF cycles of the minao run (median), how many mlsr runs ended
 elsewhere (not converged, or |dE| > 1e-6 Ha against minao) and how many handed over to minao
 (outside the weights' domain).  A folder whose run is still going (``pending`` in its

@@ -432,7 +432,8 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records}))
     sulfur, = by_class.rows_of('S', 'derived', ('o2s',), results=tmp_path)
     # effective cycles 8.5 and 9.5 of 10; the guess costs half of minao's 1 s SCF cycle
-    assert '| S | PBE / def2-svp | 0.1 | 1 / 1 | 2 | 0.85 | 17 / 20 | 0.90 | 0.85 | 0.50 |' in sulfur
+    assert '| S | PBE / def2-svp | 0.1 | 1 / 1 | 2 | 0.85 | 17 / 20 | 0.90 | 0.85 | 0.50 |' \
+        in sulfur
     compounds, = by_class.rows_of('all', 'derived', by_class.DERIVED_COMPOUNDS, results=tmp_path)
     assert '| 3 | 0.90 | 28 / 30 |' in compounds
     ions, = by_class.rows_of('ions', 'derived', by_class.DERIVED_IONS, results=tmp_path)
