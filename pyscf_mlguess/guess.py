@@ -310,21 +310,26 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
     return dm
 
 
+#: PySCF's own ``SCF.diis_start_cycle`` (hf.py); another class value came from the user's
+#: ``__config__`` (``scf_hf_SCF_diis_start_cycle``) and is kept like one set on the object.
+PYSCF_DIIS_START_CYCLE = 1
+
+
 def _start_diis_from_guess(mf):
     """``mf.diis_start_cycle = mf.mlsr_diis_start_cycle`` where the object holds PySCF's default.
 
     PySCF keeps the first cycle's Fock matrix out of DIIS (``diis_start_cycle = 1``), which suits
     a crude guess; built from the mlsr density it is close to self-consistent, and in DIIS it
-    saves cycles (docs/design.md, "DIIS from the guess").  A value set on the object is the
-    user's and is kept.
+    saves cycles (docs/design.md, "DIIS from the guess").  A value set on the object, or through
+    PySCF's ``__config__``, is the user's and is kept.
     """
     wanted = mf.mlsr_diis_start_cycle
     if wanted is None:
         return
     if isinstance(wanted, bool) or not isinstance(wanted, (int, numpy.integer)) or wanted < 0:
         raise ValueError(f'mlsr_diis_start_cycle {wanted!r}: an SCF cycle (0, 1, ...) or None')
-    if 'diis_start_cycle' in vars(mf):
-        if mf.diis_start_cycle != wanted:
+    if 'diis_start_cycle' in vars(mf) or mf.diis_start_cycle != PYSCF_DIIS_START_CYCLE:
+        if mf.diis_start_cycle != wanted:     # the user's, on the object or in __config__
             logger.info(mf, 'mlsr: diis_start_cycle = %d set on this object is kept '
                         '(mlsr_diis_start_cycle %d applies to PySCF\'s default only)',
                         mf.diis_start_cycle, wanted)

@@ -203,7 +203,7 @@ def _log_of_guess(mf):
     return mf.stdout.getvalue()
 
 
-def test_the_guess_lets_its_fock_matrix_into_diis(water_pbe):
+def test_the_guess_lets_its_fock_matrix_into_diis(water_pbe, monkeypatch):
     mol, dm_ref, e_ref = water_pbe
     oracle = OraclePredictor(dm_ref)
     mf = dft.RKS(mol, xc='pbe')
@@ -218,6 +218,12 @@ def test_the_guess_lets_its_fock_matrix_into_diis(water_pbe):
     mine.mlsr_predictor, mine.diis_start_cycle = oracle, 2
     assert 'diis_start_cycle = 2 set on this object is kept' in _log_of_guess(mine)
     assert mine.diis_start_cycle == 2
+    with monkeypatch.context() as patch:                 # as PySCF's __config__ would set it
+        patch.setattr(hf.SCF, 'diis_start_cycle', 3)
+        configured = dft.RKS(mol, xc='pbe')
+        configured.mlsr_predictor = oracle
+        assert 'diis_start_cycle = 3 set on this object is kept' in _log_of_guess(configured)
+        assert configured.diis_start_cycle == 3
     left = dft.RKS(mol, xc='pbe')
     left.mlsr_predictor, left.mlsr_diis_start_cycle = oracle, None
     assert 'diis_start_cycle' not in _log_of_guess(left) and left.diis_start_cycle == 1
