@@ -13,6 +13,11 @@ the median per-molecule ratio B/A, how many molecules B improves and worsens, an
 Wilcoxon signed-rank p-value of the paired differences. Test splits are for the release, not
 for this.
 
+``--cycles N`` also runs the SCF (PySCF's defaults for the sample's functional, the package's
+'mlsr' guess settings) from each weights' guess on the first N molecules per folder and reports
+the cycles the same way: what a guess error that is a few per cent lower buys, against what a
+costlier network costs.
+
 Writes ``benchmarks/results/training/compare/<A>-vs-<B>.{json,md}``; per-sample rows are kept,
 so an interrupted comparison resumes where it stopped.
 """
@@ -26,6 +31,7 @@ import numpy
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / 'results' / 'training' / 'compare'
 MEASURES = {'mlsr_guess': 'projected guess', 'model': 'model density'}
+CYCLES = 'cycles'
 #: relative difference below which two figures count as equal: the same weights measured twice
 #: differ in the last digits (threaded sums in the projection)
 SAME = 1e-6
@@ -52,9 +58,23 @@ def samples(folder, meta, model, limit):
     return data.records
 
 
+def scf_cycles(record, predictor):
+    """SCF cycles from the 'mlsr' guess of ``predictor`` (None if not converged)."""
+    from pyscf import dft
+    from pyscf_mlguess.data.dataset import molecule_of
+    mf = dft.RKS(molecule_of(record), xc=record['xc'])
+    mf.init_guess, mf.mlsr_predictor = 'mlsr', predictor
+    mf.kernel()
+    return int(mf.cycles) if mf.converged else None
+
+
 def paired(rows, key):
-    """Summary of measure ``key`` over rows holding ``a`` and ``b`` figures."""
+    """Summary of measure ``key`` over rows holding ``a`` and ``b`` figures (rows without it,
+    or where either is None, are left out)."""
     from scipy.stats import wilcoxon
+    rows = [r for r in rows if r['a'].get(key) is not None and r['b'].get(key) is not None]
+    if not rows:
+        return None
     a = numpy.array([r['a'][key] for r in rows])
     b = numpy.array([r['b'][key] for r in rows])
     return {'mean_a': float(a.mean()), 'mean_b': float(b.mean()),
@@ -63,7 +83,9 @@ def paired(rows, key):
             'b_better': int((b < a * (1 - SAME)).sum()),
             'b_worse': int((b > a * (1 + SAME)).sum()),
             'samples': len(rows),
-            'wilcoxon_p': float(wilcoxon(a, b).pvalue) if len(rows) >= 6 else None}
+            'sum_a': float(a.sum()), 'sum_b': float(b.sum()),
+            'wilcoxon_p': (float(wilcoxon(a, b).pvalue) if len(rows) >= 6 and (a != b).any()
+                           else None)}
 
 
 def markdown(result):
@@ -82,6 +104,16 @@ def markdown(result):
                          f"{100 * s['mean_b']:.2f} % | {100 * s['median_a']:.2f} % | "
                          f"{100 * s['median_b']:.2f} % | {s['median_ratio']:.3f} | "
                          f"{s['b_better']} | {s['b_worse']} | {p} |")
+    cycles = {f: per[CYCLES] for f, per in result['folders'].items() if per.get(CYCLES)}
+    if cycles:
+        lines += ['', "SCF cycles from each guess (PySCF's defaults, the package's mlsr "
+                  'settings; molecules where both converged):', '',
+                  '| folder | molecules | cycles A (sum) | cycles B (sum) | median B/A | B fewer '
+                  '| B more | p |', '|---' * 8 + '|']
+        for folder, s in cycles.items():
+            p = f"{s['wilcoxon_p']:.2g}" if s['wilcoxon_p'] is not None else '–'
+            lines.append(f"| {folder} | {s['samples']} | {s['sum_a']:.0f} | {s['sum_b']:.0f} | "
+                         f"{s['median_ratio']:.3f} | {s['b_better']} | {s['b_worse']} | {p} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -91,6 +123,8 @@ def main(argv=None):
     p.add_argument('b', help='weights B (e.g. a new run)')
     p.add_argument('--valid', nargs='+', required=True, help='validation folders')
     p.add_argument('--max-samples', type=int, default=None, help='first N per folder')
+    p.add_argument('--cycles', type=int, default=0, metavar='N',
+                   help='SCF cycles from both guesses on the first N molecules per folder')
     p.add_argument('--out', default=str(RESULTS))
     args = p.parse_args(argv)
     from tqdm import tqdm
@@ -110,7 +144,7 @@ def main(argv=None):
         if keys_b != {r['key'] for r in recs}:
             raise SystemExit(f'{folder}: the two weights read different samples (box settings '
                              f'differ); compare weights trained on the same box')
-        for rec in tqdm(recs, desc=folder):
+        for i, rec in enumerate(tqdm(recs, desc=folder)):
             row = done.get((folder, rec['key']))
             if row is None:
                 keep = ('key', 'nao', 'model', 'mlsr_guess')
@@ -119,10 +153,14 @@ def main(argv=None):
                        'b': {k: v for k, v in measure_sample(rec, pred_b).items() if k in keep}}
                 done[(folder, rec['key'])] = row
                 path.write_text(json.dumps({'rows': list(done.values())}))
+            if i < args.cycles and CYCLES not in row['a']:
+                row['a'][CYCLES] = scf_cycles(rec, pred_a)
+                row['b'][CYCLES] = scf_cycles(rec, pred_b)
+                path.write_text(json.dumps({'rows': list(done.values())}))
             rows.append(row)
     result = {'a': label(args.a), 'b': label(args.b), 'weights': [args.a, args.b],
               'folders': {f: {k: paired([r for r in rows if r['folder'] == f], k)
-                              for k in MEASURES} for f in args.valid},
+                              for k in (*MEASURES, CYCLES)} for f in args.valid},
               'rows': rows}
     path.write_text(json.dumps(result, indent=1))
     (out / f'{stem}.md').write_text(markdown(result))

@@ -454,6 +454,14 @@ def test_compare_weights_pairs_each_molecule_and_resumes(water_set, tmp_path, mo
     monkeypatch.setattr(rel, 'measure_sample', lambda *a: pytest.fail('measured again'))
     cw.main(args)
     assert '| projected guess | 1 |' in (tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.md').read_text()
+    cw.main(args + ['--cycles', '1'])        # the stored row gains the SCF cycles of each guess
+    result = json.loads((tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.json').read_text())
+    row, = result['rows']
+    assert row['a']['cycles'] == row['b']['cycles'] > 0
+    cycles = result['folders'][str(folder)]['cycles']
+    assert cycles['sum_a'] == cycles['sum_b'] == row['a']['cycles'] and cycles['b_better'] == 0
+    assert (f"| {folder} | 1 | {row['a']['cycles']} | {row['b']['cycles']} | 1.000 | 0 | 0 | – |"
+            in (tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.md').read_text())
 
 
 def test_a_flat_network_starts_one_with_a_branch(water_set, tmp_path):
