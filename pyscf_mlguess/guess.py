@@ -46,6 +46,11 @@ from pyscf_mlguess.project import exchange_treatment, project_density
 
 KEY = 'mlsr'
 
+#: PySCF's own ``SCF.diis_start_cycle`` (hf.py); another class value came from the user's
+#: ``__config__`` (``scf_hf_SCF_diis_start_cycle``) and is kept like one set on the object.
+PYSCF_DIIS_START_CYCLE = 1
+
+
 _MLSR_ATTRIBUTES = {
     'mlsr_predictor': None,
     'mlsr_grid_spacing': None,
@@ -288,6 +293,7 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
         return mf.init_guess_by_1e(mol)
     t0 = (logger.process_clock(), logger.perf_counter())
     _check_input(mf, mol)
+    diis_start = _diis_start_setting(mf)         # a bad value fails before the network runs
     if density is None:
         predictor = _resolve_predictor(mf, predictor)
         outside = outside_domain(mol, getattr(predictor, 'meta', None))
@@ -302,7 +308,7 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
     if mf.istype('UHF'):
         # Same convention as PySCF's own UHF guesses (minao, atom): init_guess_breaksym.
         dm = uhf._break_dm_spin_symm(mol, dm, mf.init_guess_breaksym)
-    _start_diis_from_guess(mf)
+    _start_diis_from_guess(mf, diis_start)
     timings = dict(density.timings, projection=logger.perf_counter() - wall2)
     timings['total'] = sum(timings.values())
     mf.mlsr_timings = timings
@@ -310,27 +316,28 @@ def init_guess_by_mlsr(mf, mol=None, predictor=None, s1e=None, density=None, **k
     return dm
 
 
-#: PySCF's own ``SCF.diis_start_cycle`` (hf.py); another class value came from the user's
-#: ``__config__`` (``scf_hf_SCF_diis_start_cycle``) and is kept like one set on the object.
-PYSCF_DIIS_START_CYCLE = 1
+def _diis_start_setting(mf):
+    """``mf.mlsr_diis_start_cycle``, checked: an SCF cycle (0, 1, ...) or None."""
+    wanted = mf.mlsr_diis_start_cycle
+    is_cycle = isinstance(wanted, (int, numpy.integer)) and not isinstance(wanted, bool)
+    if wanted is not None and not (is_cycle and wanted >= 0):
+        raise ValueError(f'mlsr_diis_start_cycle {wanted!r}: an SCF cycle (0, 1, ...) or None')
+    return wanted
 
 
-def _start_diis_from_guess(mf):
-    """``mf.diis_start_cycle = mf.mlsr_diis_start_cycle`` where the object holds PySCF's default.
+def _start_diis_from_guess(mf, wanted):
+    """``mf.diis_start_cycle = wanted`` where the object holds PySCF's default.
 
     PySCF keeps the first cycle's Fock matrix out of DIIS (``diis_start_cycle = 1``), which suits
     a crude guess; built from the mlsr density it is close to self-consistent, and in DIIS it
     saves cycles (docs/design.md, "DIIS from the guess").  A value set on the object, or through
     PySCF's ``__config__``, is the user's and is kept.
     """
-    wanted = mf.mlsr_diis_start_cycle
     if wanted is None:
         return
-    if isinstance(wanted, bool) or not isinstance(wanted, (int, numpy.integer)) or wanted < 0:
-        raise ValueError(f'mlsr_diis_start_cycle {wanted!r}: an SCF cycle (0, 1, ...) or None')
     if 'diis_start_cycle' in vars(mf) or mf.diis_start_cycle != PYSCF_DIIS_START_CYCLE:
         if mf.diis_start_cycle != wanted:     # the user's, on the object or in __config__
-            logger.info(mf, 'mlsr: diis_start_cycle = %d set on this object is kept '
+            logger.info(mf, 'mlsr: diis_start_cycle = %d, the user\'s, is kept '
                         '(mlsr_diis_start_cycle %d applies to PySCF\'s default only)',
                         mf.diis_start_cycle, wanted)
         return

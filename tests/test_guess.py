@@ -216,13 +216,13 @@ def test_the_guess_lets_its_fock_matrix_into_diis(water_pbe, monkeypatch):
     assert_same_energy(mf, e_ref)
     mine = dft.RKS(mol, xc='pbe')                         # the user's own value is kept, and said
     mine.mlsr_predictor, mine.diis_start_cycle = oracle, 2
-    assert 'diis_start_cycle = 2 set on this object is kept' in _log_of_guess(mine)
+    assert 'diis_start_cycle = 2, the user\'s, is kept' in _log_of_guess(mine)
     assert mine.diis_start_cycle == 2
     with monkeypatch.context() as patch:                 # as PySCF's __config__ would set it
         patch.setattr(hf.SCF, 'diis_start_cycle', 3)
         configured = dft.RKS(mol, xc='pbe')
         configured.mlsr_predictor = oracle
-        assert 'diis_start_cycle = 3 set on this object is kept' in _log_of_guess(configured)
+        assert 'diis_start_cycle = 3, the user\'s, is kept' in _log_of_guess(configured)
         assert configured.diis_start_cycle == 3
     left = dft.RKS(mol, xc='pbe')
     left.mlsr_predictor, left.mlsr_diis_start_cycle = oracle, None
