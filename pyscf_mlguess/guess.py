@@ -337,9 +337,11 @@ def _start_diis_from_guess(mf, wanted):
         return
     if 'diis_start_cycle' in vars(mf) or mf.diis_start_cycle != PYSCF_DIIS_START_CYCLE:
         if mf.diis_start_cycle != wanted:     # the user's, on the object or in __config__
-            logger.info(mf, 'mlsr: diis_start_cycle = %d, the user\'s, is kept '
-                        '(mlsr_diis_start_cycle %d applies to PySCF\'s default only)',
-                        mf.diis_start_cycle, wanted)
+            # both set on this object: a conflict the user should see at the default verbosity
+            say = logger.warn if 'mlsr_diis_start_cycle' in vars(mf) else logger.info
+            say(mf, 'mlsr: diis_start_cycle = %d, the user\'s, is kept '
+                '(mlsr_diis_start_cycle %d applies to PySCF\'s default only)',
+                mf.diis_start_cycle, wanted)
         return
     if mf.diis_start_cycle != wanted:
         logger.info(mf, 'mlsr: diis_start_cycle %d -> %d, so the Fock matrix of the guess joins '

@@ -218,6 +218,10 @@ def test_the_guess_lets_its_fock_matrix_into_diis(water_pbe, monkeypatch):
     mine.mlsr_predictor, mine.diis_start_cycle = oracle, 2
     assert 'diis_start_cycle = 2, the user\'s, is kept' in _log_of_guess(mine)
     assert mine.diis_start_cycle == 2
+    mine.mlsr_diis_start_cycle = 0                        # both set: said at PySCF's default level
+    mine.verbose, mine.stdout = 3, io.StringIO()
+    mine.init_guess_by_mlsr()
+    assert 'WARN: mlsr: diis_start_cycle = 2' in mine.stdout.getvalue()
     with monkeypatch.context() as patch:                 # as PySCF's __config__ would set it
         patch.setattr(hf.SCF, 'diis_start_cycle', 3)
         configured = dft.RKS(mol, xc='pbe')
