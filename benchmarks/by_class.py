@@ -15,11 +15,11 @@ partial row is never read as a finished one.  Writes ``benchmarks/results/by_cla
 """
 
 import argparse
-import json
 import pathlib
 import statistics
 
 from pyscf_mlguess.benchmark import is_failure, side_by_side
+from pyscf_mlguess.benchmark.runner import load_results, progress_label
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
@@ -79,13 +79,10 @@ def diis_start_of(records):
 
 def rows_of(label, folder, rules=None, results=RESULTS):
     """Table rows of one class: ``folder``'s molecules, those made by ``rules`` only if given."""
-    path = results / folder / 'results.json'
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
+    data = load_results(results / folder / 'results.json')
     policy = data.get('outside_domain') or '–'
-    if data.get('pending'):
-        label = f"{label} (in progress: {data['pending']} to go)"
+    if progress_label(data):
+        label = f'{label} ({progress_label(data)})'
     records = [r for r in data['records'] if rules is None or rule_of(r['molecule']) in rules]
     out = []
     for xc, basis in sorted({(r['xc'], r['basis']) for r in records}):

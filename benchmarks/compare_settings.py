@@ -12,20 +12,21 @@ compare (each folder's results.md compares its guesses side by side).
 """
 
 import argparse
-import json
 import pathlib
 import statistics
 
 from pyscf_mlguess.benchmark import is_failure
+from pyscf_mlguess.benchmark.runner import load_results, progress_label
 
 
 def _load(folder):
     """A folder's successful runs by (molecule, xc, basis, guess), and its name as cited (marked
     when its run is still going)."""
-    data = json.loads((pathlib.Path(folder) / 'results.json').read_text())
-    name = pathlib.Path(folder).name
-    if data.get('pending'):
-        name += f", in progress: {data['pending']} to go"
+    path = pathlib.Path(folder) / 'results.json'
+    if not path.exists():
+        raise SystemExit(f'{path}: no such results file (a run_scf.py --out folder?)')
+    data = load_results(path)
+    name = ', '.join(filter(None, (path.parent.name, progress_label(data))))
     return {(r['molecule'], r['xc'], r['basis'], r['guess']): r for r in data['records']
             if not is_failure(r)}, name
 

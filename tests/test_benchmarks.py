@@ -475,6 +475,8 @@ def test_compare_settings_counts_the_cycles_of_the_same_molecules(tmp_path):
     assert '| minao | 3 | 38 | 39 | 1.00 | 0 / 2 / 1 |' in text
     assert '| mlsr | 3 | 29 | 26 | 0.89 | 2 / 1 / 0 |' in text
     assert '| mlsr (second) against minao (first) | 3 | 38 | 26 | 0.67 | 3 / 0 / 0 |' in text
+    with pytest.raises(SystemExit, match='nowhere.*no such results file'):
+        cs.main([str(tmp_path / 'base'), str(tmp_path / 'nowhere')])
 
 
 def test_the_training_curve_recovers_a_power_law(tmp_path):
@@ -523,7 +525,8 @@ def test_the_resolution_floor_transplants_the_network_error_onto_the_fine_exact_
     grid = make_grid(mol, 0.4, 4.0)
     fields = {v: floor._Predictor(v, Network(), dm_ref)(mol, grid, None) for v in floor.VARIANTS}
     fine = grid.refine(2)
-    assert fields['exact'].grid.shape == grid.shape and fields['exact_fine'].grid.shape == fine.shape
+    assert fields['exact'].grid.shape == grid.shape
+    assert fields['exact_fine'].grid.shape == fine.shape
     numpy.testing.assert_allclose(fields['model'].values - fields['exact'].values, bump(grid),
                                   atol=1e-12)
     # the network's own error, carried onto the fine grid by the splines, sits on the exact

@@ -197,6 +197,12 @@ def load_results(path):
     return json.loads(path.read_text()) if path.exists() else {'records': []}
 
 
+def progress_label(data):
+    """``'in progress: N to go'`` for a results file whose run is still going (its ``pending``
+    molecule runs), else ``''``: how a report citing a folder marks it as unfinished."""
+    return f"in progress: {data['pending']} to go" if data.get('pending') else ''
+
+
 class SettingsMismatch(ValueError):
     """A results folder holds runs made with other result-changing settings."""
 
