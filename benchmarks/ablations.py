@@ -1,7 +1,8 @@
 """Network ablations at equal CPU budget: which architecture, inputs and loss to scale up.
 
     python benchmarks/ablations.py --cpu-minutes 30 --variants flat,multiscale,coulomb
-    python benchmarks/ablations.py --cpu-minutes 30 --learning-curve 75,150,300 --curve-variant flat
+    python benchmarks/ablations.py --cpu-minutes 30 --learning-curve 75,150,300 \
+        --curve-variant flat
     python benchmarks/ablations.py --report-only
     python benchmarks/ablations.py --cpu-minutes 30 --variants flat,wide,deep --cpu-bf16
 

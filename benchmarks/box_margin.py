@@ -48,7 +48,8 @@ def measure(record, predictor, margins, turn):
             mf.mlsr_outside_domain = 'model'
             mf.mlsr_predictor = predictor
             dm = init_guess_by_mlsr(mf)
-            row[str(m)] = {'guess_nmae': density_nmae(mol, dm, dm_ref, default_grids(mol, mf.grids)),
+            nmae = density_nmae(mol, dm, dm_ref, default_grids(mol, mf.grids))
+            row[str(m)] = {'guess_nmae': nmae,
                            **{f'{k}_s': mf.mlsr_timings[k] for k in STAGES}}
     finally:
         predictor.margin = trained
@@ -72,16 +73,20 @@ def summary(rows, margins):
 
 def markdown(result):
     lines = [f"# The guess's box margin at run time ({result['weights']})", '',
-             f"Margin {result['margins'][0]} Bohr is the one the weights were trained on. Median over "
+             f"Margin {result['margins'][0]} Bohr is the one the weights were trained on. "
+             'Median over '
              'the first molecules of each validation folder; ratios are per molecule to the '
              'trained margin, one process, margins alternating (`benchmarks/box_margin.py`).', '',
-             '| folder | molecules | margin (Bohr) | guess NMAE (median) | NMAE ratio | worse by > 2 % '
+             '| folder | molecules | margin (Bohr) | guess NMAE (median) | NMAE ratio '
+             '| worse by > 2 % '
              '| network time | whole guess time |', '|---' * 8 + '|']
     for folder, per in result['summary'].items():
         n = len(result['rows'][folder])
         for m, s in per.items():
-            lines.append(f"| {folder} | {n} | {m} | {s['guess_nmae']:.2%} | {s['ratio']['guess_nmae']:.3f} "
-                         f"| {s['worse_2pct']} | {s['ratio']['model_s']:.2f} | {s['ratio']['total_s']:.2f} |")
+            ratio = s['ratio']
+            lines.append(f"| {folder} | {n} | {m} | {s['guess_nmae']:.2%} "
+                         f"| {ratio['guess_nmae']:.3f} | {s['worse_2pct']} "
+                         f"| {ratio['model_s']:.2f} | {ratio['total_s']:.2f} |")
     return '\n'.join(lines) + '\n'
 
 

@@ -131,7 +131,8 @@ def markdown(rows):
             lines.append(
                 f"| {group} | {len(rs)} | {guess} | {med(lambda r: r['start_de']):+.3f} | "
                 f"{100 * med(lambda r: r['start_nmae']):.2f} % | "
-                f"{med(lambda r: r['step_de']):+.3f} | {100 * med(lambda r: r['step_nmae']):.2f} % | "
+                f"{med(lambda r: r['step_de']):+.3f} | "
+                f"{100 * med(lambda r: r['step_nmae']):.2f} % | "
                 f"{med(lambda r: r['lumo'] - r['homo']):.3f} | "
                 + (f"{med(lambda r: r['projection_lumo'] - r['projection_homo']):.3f} | "
                    if 'projection_homo' in rs[0] else '- | ')

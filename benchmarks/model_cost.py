@@ -79,7 +79,8 @@ def main():
              '| one SCF cycle s | model / cycle | guess / cycle |',
              '|' + '---|' * 11]
     for r in rows:
-        lines.append(f"| {r['smiles']} | {r['natm']} | {r['nao']} | {'x'.join(map(str, r['box']))} "
+        box = 'x'.join(map(str, r['box']))
+        lines.append(f"| {r['smiles']} | {r['natm']} | {r['nao']} | {box} "
                      f"| {r['sad_dm_s']:.2f} | {r['grid_s']:.2f} | {r['model_s']:.2f} | "
                      f"{r['projection_s']:.2f} | "
                      f"{r['scf_cycle_s']:.2f} | {r['model_in_scf_cycles']:.2f} | "

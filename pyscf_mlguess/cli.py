@@ -2,7 +2,8 @@
 
     pyscf-mlguess data generate --xc pbe --split train --n 1000 --out data
     pyscf-mlguess data stats --json [--root data]
-    pyscf-mlguess train --train data/pbe_def2svp/train --valid data/pbe_def2svp/valid --out runs/pbe
+    pyscf-mlguess train --train data/pbe_def2svp/train --valid data/pbe_def2svp/valid \
+        --out runs/pbe
     pyscf-mlguess finetune --molecules my_xyz/ --xc pbe --out runs/mine
     pyscf-mlguess release runs/pbe/weights.pt --test data/pbe_def2svp/test --out weights/pbe-0.2.pt
 """

@@ -176,8 +176,8 @@ def make_grid(mol, spacing=None, margin=None, multiple=None, orientation=None):
     if mol.natm == 0:
         raise ValueError('A uniform grid needs at least one atom; the molecule has none.')
     if not spacing > 0 or margin < 0:
-        raise ValueError(f'Grid spacing must be > 0 and margin >= 0 (Bohr); got spacing={spacing}, '
-                         f'margin={margin}.')
+        raise ValueError(f'Grid spacing must be > 0 and margin >= 0 (Bohr); got '
+                         f'spacing={spacing}, margin={margin}.')
     rotation = principal_axes(mol) if orientation is None else numpy.asarray(orientation, float)
     xyz = mol.atom_coords() @ rotation.T            # box-frame coordinates of the nuclei
     lo = xyz.min(axis=0) - margin

@@ -131,8 +131,8 @@ def _resolve_predictor(mf, predictor):
     if predictor is None or isinstance(predictor, str):
         predictor = load_predictor(mf, predictor)
     if not callable(predictor):
-        raise TypeError(f'mlsr_predictor must be None, a weights name or path, or a predictor; got '
-                        f'{predictor!r}.')
+        raise TypeError('mlsr_predictor must be None, a weights name or path, or a predictor; '
+                        f'got {predictor!r}.')
     return predictor
 
 

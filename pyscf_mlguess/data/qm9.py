@@ -18,7 +18,8 @@ import numpy as np
 
 #: Fractions of QM9 in train / valid / test.
 SPLIT_FRACTIONS = {'train': 0.8, 'valid': 0.1, 'test': 0.1}
-#: Fraction of molecules that also get one geometry-perturbed copy, and its displacement (Angstrom).
+#: Fraction of molecules that also get one geometry-perturbed copy, and its displacement
+#: (Angstrom).
 PERTURB_FRACTION = 0.15
 PERTURB_SIGMA = 0.03
 _CSV_FILES = ('qm9_part1.csv', 'qm9_part2.csv', 'qm9_part3.csv')
