@@ -4,6 +4,7 @@
     python benchmarks/reference_level.py --start 0 --n 30 --grid-levels 1,2,3
     python benchmarks/reference_level.py --data data/b3lyp_def2svp/train --n 30 --grid-levels 1
     python benchmarks/reference_level.py --data data/pbe_def2svp_derived/train --conv-tol 1e-9
+    python benchmarks/reference_level.py --data data/pbe_def2svp/train --start 600 --n 10 --df-j
 
 For stored samples with exact-integral references (by default PBE validation, conv_tol 1e-10),
 recompute the reference with density fitting (PySCF's default auxiliary basis; for a hybrid
@@ -23,6 +24,12 @@ With ``--conv-tol`` it recomputes each reference with its own stored settings (d
 fitting, grid level) at that convergence threshold and appends to
 ``<dataset>_<split>_tol<conv_tol>.jsonl``: cycles against the stored run's, CPU seconds, and the
 NMAE of the density against the stored one (on a level-3 grid).
+
+With ``--df-j`` it recomputes density-fitted references with their stored settings twice each
+way, alternating: J fitted integral-direct (PySCF's default without exact exchange) and from the
+3-index tensor built before the SCF (the generator since 2026-12-02), and appends to
+``<dataset>_<split>_dfj.jsonl``: wall and CPU seconds, cycles, and the NMAE of the two densities
+against each other and against the stored one (level-3 grid).
 """
 
 import argparse
@@ -50,6 +57,8 @@ def main():
                         help='comma-separated integration-grid levels (density-fitted)')
     parser.add_argument('--conv-tol', type=float, default=None,
                         help='recompute at this threshold with the stored settings')
+    parser.add_argument('--df-j', action='store_true',
+                        help='time fitted J integral-direct against the stored 3-index tensor')
     parser.add_argument('--out', default=str(HERE / 'results' / 'reference_level'))
     args = parser.parse_args()
     lib.num_threads(1)
@@ -61,6 +70,12 @@ def main():
         path = out / f'{pathlib.Path(args.data).parent.name}_{split}_tol{args.conv_tol:g}.jsonl'
         for rec in records:
             _threshold(rec, args.conv_tol, path)
+        return
+    if args.df_j:
+        path = out / f'{pathlib.Path(args.data).parent.name}_{split}_dfj.jsonl'
+        for rec in records:
+            if rec.get('density_fit'):
+                _df_j(rec, path)
         return
     if args.grid_levels:
         levels = [int(x) for x in args.grid_levels.split(',')]
@@ -121,6 +136,33 @@ def _threshold(rec, conv_tol, path):
            'converged': bool(mf.converged), 'cpu': round(time.process_time() - t, 2),
            'nmae_stored': density_nmae(mol, mf.make_rdm1(), dm_ref, fine),
            'dE_stored': mf.e_tot - rec['e_tot']}
+    with open(path, 'a') as f:
+        print(json.dumps(row), file=f)
+    print(json.dumps(row), flush=True)
+
+
+def _df_j(rec, path):
+    """One density-fitted molecule: fitted J integral-direct against the stored 3-index tensor,
+    twice each, alternating."""
+    mol, dm_ref = _stored(rec)
+    row = {'key': rec['key'], 'nao': mol.nao, 'grid_level': rec['grid_level'],
+           'conv_tol': rec['conv_tol'], 'stored_cycles': rec['minao_cycles']}
+    dms = {}
+    for j in ('direct', 'tensor', 'direct', 'tensor'):
+        mf = dft.RKS(mol, xc=rec['xc']).density_fit()
+        mf.grids.level = rec['grid_level']
+        mf.conv_tol = rec['conv_tol']
+        t, c = time.perf_counter(), time.process_time()
+        if j == 'tensor':
+            mf.with_df.build()
+        mf.kernel()
+        run = row.setdefault(j, {'wall': [], 'cpu': [], 'cycles': mf.cycles})
+        run['wall'].append(round(time.perf_counter() - t, 2))
+        run['cpu'].append(round(time.process_time() - c, 2))
+        dms[j] = mf.make_rdm1()
+    fine = _level3_grid(mol)
+    row['nmae_direct_tensor'] = density_nmae(mol, dms['tensor'], dms['direct'], fine)
+    row['nmae_tensor_stored'] = density_nmae(mol, dms['tensor'], dm_ref, fine)
     with open(path, 'a') as f:
         print(json.dumps(row), file=f)
     print(json.dumps(row), flush=True)

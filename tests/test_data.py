@@ -63,6 +63,18 @@ def test_density_fitted_reference_is_recorded_and_close(water_record):
     assert density_nmae(mol, *dms) < 1e-4
 
 
+def test_density_fitted_reference_fits_j_from_the_stored_tensor(monkeypatch):
+    from pyscf.df import df_jk
+    direct = dft.RKS(gto.M(atom=WATER, basis='def2-svp', verbose=0), xc='pbe').density_fit()
+    direct.conv_tol = 1e-10
+    direct.kernel()                                  # PySCF's integral-direct DF-J
+    calls, original = [], df_jk.get_j
+    monkeypatch.setattr(df_jk, 'get_j', lambda *a, **k: calls.append(a) or original(*a, **k))
+    fitted = generate.reference_calculation(water_sample(), 'pbe', threads=0, density_fit=True)
+    assert not calls                                 # J came from the 3-index tensor
+    assert abs(fitted['e_tot'] - direct.e_tot) < 1e-9
+
+
 def test_writer_resumes_and_never_keeps_half_files(water_record, tmp_path):
     folder = str(tmp_path)
     writer = store.ShardWriter(folder, shard_size=2)
