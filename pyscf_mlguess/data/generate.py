@@ -77,7 +77,7 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     if density_fit:
         # The 3-index tensor once, up front: without it PySCF fits J integral-direct for a
         # functional without exact exchange, recomputing the 3-centre integrals every cycle.
-        # Same density (docs/training.md), less than half the wall time.
+        # Same density, a fraction of the time (measured in docs/training.md).
         mf.with_df.build()
     mf.kernel()
     wall = time.perf_counter() - t0
