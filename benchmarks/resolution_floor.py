@@ -64,18 +64,36 @@ class _Predictor:
             return model
         fine = grid.refine(2 * self.network.refine)
         if self.variant == 'model_interpolated':
-            return DensityField(_on(model, fine), fine)
+            return DensityField(fine.sample(model.evaluate), fine)
         error = DensityField(model.values - self.exact(mol, grid, rho_sad).values, model.grid)
-        return DensityField(self.exact_fine(mol, grid, rho_sad).values + _on(error, fine), fine)
+        return DensityField(self.exact_fine(mol, grid, rho_sad).values
+                            + fine.sample(error.evaluate), fine)
 
 
-def _on(field, grid, block=200_000):
-    """``field`` spline-interpolated onto the points of ``grid``."""
-    out = numpy.empty(grid.size)
-    for start in range(0, grid.size, block):
-        stop = min(start + block, grid.size)
-        out[start:stop] = field.evaluate(grid.coords(start, stop))
-    return out.reshape(grid.shape)
+def score(mol, xc, density, dm_ref, grids, minao=None):
+    """Model and guess NMAE of a predicted ``density`` (a PredictedDensity) against ``dm_ref``
+    on ``grids``; with ``minao`` (that run's cycles and energy) also the SCF from the guess:
+    cycles, convergence, energy against minao's."""
+    from pyscf import dft
+    from pyscf_mlguess.guess import init_guess_by_mlsr
+    from pyscf_mlguess.metrics import density_nmae
+    mf = dft.RKS(mol, xc=xc)
+    dm = init_guess_by_mlsr(mf, density=density)
+    res = {'model': density_nmae(mol, density.dm_sad, dm_ref, grids, density.field),
+           'guess': density_nmae(mol, dm, dm_ref, grids)}
+    if minao:
+        mf.kernel(dm)
+        res.update(cycles=mf.cycles, converged=bool(mf.converged),
+                   delta_e=mf.e_tot - minao['e_tot'])
+    return res
+
+
+def minao_run(mol, xc):
+    """PySCF's default SCF (minao guess): its cycles and energy."""
+    from pyscf import dft
+    mf = dft.RKS(mol, xc=xc)
+    mf.kernel()
+    return {'cycles': mf.cycles, 'e_tot': mf.e_tot}
 
 
 def measure(record, network, cycles):
@@ -83,27 +101,18 @@ def measure(record, network, cycles):
     from pyscf import dft
     from pyscf_mlguess.data import store
     from pyscf_mlguess.data.dataset import molecule_of
-    from pyscf_mlguess.guess import init_guess_by_mlsr, predict_density
-    from pyscf_mlguess.metrics import default_grids, density_nmae
+    from pyscf_mlguess.guess import predict_density
+    from pyscf_mlguess.metrics import default_grids
     mol = molecule_of(record)
     dm_ref = store.density_matrix_from_orbitals(record['mo_occ_coeff'], mol.intor('int1e_ovlp'))
     row = {'key': record['key'], 'nao': mol.nao}
-    mf = dft.RKS(mol, xc=record['xc'])
-    grids = default_grids(mol, mf.grids)
+    grids = default_grids(mol, dft.RKS(mol, xc=record['xc']).grids)
     if cycles:
-        mf.kernel()
-        row['minao'] = {'cycles': mf.cycles, 'e_tot': mf.e_tot}
+        row['minao'] = minao_run(mol, record['xc'])
     for variant in VARIANTS:
-        mf = dft.RKS(mol, xc=record['xc'])
-        density = predict_density(mf, predictor=_Predictor(variant, network, dm_ref))
-        dm = init_guess_by_mlsr(mf, density=density)
-        res = {'model': density_nmae(mol, density.dm_sad, dm_ref, grids, density.field),
-               'guess': density_nmae(mol, dm, dm_ref, grids)}
-        if cycles:
-            mf.kernel(dm)
-            res.update(cycles=mf.cycles, converged=bool(mf.converged),
-                       delta_e=mf.e_tot - row['minao']['e_tot'])
-        row[variant] = res
+        density = predict_density(dft.RKS(mol, xc=record['xc']),
+                                  predictor=_Predictor(variant, network, dm_ref))
+        row[variant] = score(mol, record['xc'], density, dm_ref, grids, row.get('minao'))
     return row
 
 

@@ -75,6 +75,15 @@ class UniformGrid:
         idx = numpy.unravel_index(numpy.arange(start, stop), self.shape)
         return numpy.asarray(self.origin) + self.spacing * numpy.stack(idx, axis=1) @ self.rotation
 
+    def sample(self, func, block=200_000):
+        """``func(coords)`` (a value per point of an (n, 3) array) on every point, shape
+        ``self.shape``; evaluated ``block`` points at a time."""
+        out = numpy.empty(self.size, dtype=float)
+        for start in range(0, self.size, block):
+            stop = min(start + block, self.size)
+            out[start:stop] = func(self.coords(start, stop))
+        return out.reshape(self.shape)
+
     def fractional_index(self, coords):
         """Continuous (i, j, k) index of Cartesian points, shape (3, n), for interpolation."""
         return (self.to_frame(numpy.asarray(coords) - numpy.asarray(self.origin))

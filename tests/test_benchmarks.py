@@ -537,6 +537,50 @@ def test_the_resolution_floor_transplants_the_network_error_onto_the_fine_exact_
     assert fields['model_interpolated'].charge == pytest.approx(fields['model'].charge, abs=2e-3)
 
 
+def test_near_nucleus_terms_split_a_field_exactly_and_a_fit_recovers_a_linear_law(
+        water_pbe, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
+    spec = importlib.util.spec_from_file_location('near_nucleus',
+                                                  ROOT / 'benchmarks' / 'near_nucleus.py')
+    nn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nn)
+    from pyscf_mlguess.grid import make_grid, sad_density_matrix
+    from pyscf_mlguess.oracle import OraclePredictor
+    mol, dm_ref, _ = water_pbe
+    r, f = nn.spherical_profiles(mol, dm_ref - sad_density_matrix(mol)[0], 0.2, 0.5)
+    assert f.shape == (3, r.size) and r[-1] == pytest.approx(0.5)
+    assert not f[:, -1].any() and numpy.interp(0.2, r, f[0]) == pytest.approx(0, abs=1e-5)
+    assert f[0, 0] < -0.1                  # the oxygen's spike: fewer electrons at the nucleus
+    terms = nn.radial_terms(mol, r, f)
+    grid = make_grid(mol, 0.3, 4.0)
+    exact = OraclePredictor(dm_ref)(mol, grid, None)
+    split = nn.with_terms(nn.smooth_rest(exact, terms), grid, terms)
+    # at the grid's points the split is the field itself (the splines interpolate)
+    points = grid.coords(0, grid.size)[::97]
+    numpy.testing.assert_allclose(split.evaluate(points), exact.evaluate(points), atol=1e-10)
+    # at the nucleus it carries the spike the grid cannot
+    nucleus = mol.atom_coords()[:1]
+    assert split.evaluate(nucleus)[0] - exact.evaluate(nucleus)[0] < 0.5 * f[0, 0]
+    # a fit per element: profiles = mean + (2 x0 - x1) * shape recovered from features
+    rng = numpy.random.default_rng(0)
+    x = rng.normal(size=(60, 9))
+    shape = numpy.exp(-numpy.linspace(0, 3, 40))
+    profiles = 0.1 + (2 * x[:, :1] - x[:, 1:2]) * shape
+    fit = nn.ProfileFit(x, profiles, numpy.array(['C'] * 60))
+    assert fit.explained['C'] == (60, pytest.approx(1, abs=1e-3))
+    # to within the ridge's shrinkage, a percent of the profiles' range
+    assert abs(fit.predict(x[:3], ['C'] * 3) - profiles[:3]).max() < 0.01 * abs(profiles).max()
+    numpy.testing.assert_allclose(fit.mean(['O']), numpy.zeros((1, 40)))   # no such atoms
+
+
+def test_a_grid_samples_a_function_on_its_points_in_blocks():
+    from pyscf_mlguess.grid import UniformGrid
+    grid = UniformGrid((0.5, -1.0, 2.0), 0.25, (5, 4, 3))
+    values = grid.sample(lambda c: c @ [1.0, 10.0, 100.0], block=7)
+    assert values.shape == (5, 4, 3)
+    assert values[2, 1, 0] == pytest.approx(0.5 + 2 * 0.25 + 10 * (-1.0 + 0.25) + 100 * 2.0)
+
+
 def test_the_oracle_records_cycles_and_the_start_density_error_of_each_guess():
     spec = importlib.util.spec_from_file_location('oracle', ROOT / 'benchmarks' / 'oracle.py')
     oracle = importlib.util.module_from_spec(spec)
