@@ -64,9 +64,13 @@ RIDGE = 1e-2
 MIN_ATOMS = 20
 
 
-def spherical_profiles(mol, delta_dm, r1, rc):
-    """(r, f): the radial grid and f_A(r) of every atom (natm x r.size) from ``delta_dm``."""
+def spherical_profiles(mol, delta_dm, r1, rc, neutral=False):
+    """(r, f): the radial grid and f_A(r) of every atom (natm x r.size) from ``delta_dm``.
+
+    ``neutral``: subtract instead of s_A(r1) the constant that leaves f_A without charge (the
+    w r^2-weighted mean of s_A), so the grid keeps the molecule's charge."""
     from pyscf.dft import LebedevGrid, numint
+    from scipy.integrate import trapezoid
     r = numpy.geomspace(1e-5, rc, RADIAL_POINTS)
     shell = LebedevGrid.MakeAngularGrid(SHELL_POINTS)
     units, weights = shell[:, :3], shell[:, 3]
@@ -80,7 +84,11 @@ def spherical_profiles(mol, delta_dm, r1, rc):
             ao = numint.eval_ao(mol, coords)
             rho = numint.eval_rho(mol, ao, delta_dm).reshape(rr.size, -1)
             s[i0:i0 + rr.size] = rho @ weights
-        profiles[ia] = taper * (s - numpy.interp(r1, r, s))
+        if neutral:
+            level = trapezoid(taper * s * r**2, r) / trapezoid(taper * r**2, r)
+        else:
+            level = numpy.interp(r1, r, s)
+        profiles[ia] = taper * (s - level)
     profiles[:, -1] = 0.0
     return r, profiles
 
@@ -178,7 +186,7 @@ def _reference(record):
     return mol, dm_ref, dm_ref - sad_density_matrix(mol)[0]
 
 
-def fit_profiles(records, network, r1, rc):
+def fit_profiles(records, network, r1, rc, neutral=False):
     """A :class:`ProfileFit` from training ``records``, features from their exact smooth rests."""
     from pyscf import dft
     from pyscf_mlguess.guess import predict_density
@@ -186,7 +194,7 @@ def fit_profiles(records, network, r1, rc):
     feats, profiles, elements = [], [], []
     for record in records:
         mol, dm_ref, delta_dm = _reference(record)
-        r, prof = spherical_profiles(mol, delta_dm, r1, rc)
+        r, prof = spherical_profiles(mol, delta_dm, r1, rc, neutral)
         grid = predict_density(dft.RKS(mol, xc=record['xc']), predictor=network).field.grid
         exact = OraclePredictor(dm_ref)(mol, grid, None)
         feats.append(sphere_features(mol, smooth_rest(exact, radial_terms(mol, r, prof)),
@@ -209,11 +217,11 @@ def variants_radii(mol, dm_ref, delta_dm, base, network, radii):
     return out
 
 
-def variants_fit(mol, dm_ref, delta_dm, base, fit, rc):
+def variants_fit(mol, dm_ref, delta_dm, base, fit, rc, neutral=False):
     from pyscf_mlguess.oracle import OraclePredictor
     grid = base.field.grid
     exact = OraclePredictor(dm_ref)(mol, grid, None)
-    r, prof = spherical_profiles(mol, delta_dm, rc / 2, rc)
+    r, prof = spherical_profiles(mol, delta_dm, rc / 2, rc, neutral)
     smooth = smooth_rest(exact, radial_terms(mol, r, prof))
     elements = [mol.atom_pure_symbol(i) for i in range(mol.natm)]
     fitted = fit.predict(sphere_features(mol, smooth, grid), elements)
@@ -295,6 +303,8 @@ def main(argv=None):
     mode.add_argument('--radii', help='r1:rc pairs (Bohr) of exact terms, comma-separated')
     mode.add_argument('--train', type=int, help='training samples per folder for the fits')
     parser.add_argument('--rc', type=float, default=0.8, help='rc (Bohr) with --train')
+    parser.add_argument('--neutral', action='store_true',
+                        help='with --train: terms without charge (spherical_profiles)')
     args = parser.parse_args(argv)
     from pyscf import dft, gto, lib
     from pyscf_mlguess.data import store
@@ -315,15 +325,16 @@ def main(argv=None):
         records = []
         for folder in args.train_folders:
             records += [r for r in store.iter_records(folder)][:args.train]
-        fit = fit_profiles(records, network, args.rc / 2, args.rc)
-        stem = f'{name}-train{args.train}'
-        notes = [f'rc = {args.rc:g} Bohr, r1 = rc / 2. Fitted on {len(records)} training '
-                 'samples; per element (atoms, share of the profiles\' variance the fit '
-                 'explains on them): ' + ', '.join(f'{el} {n} {v:.2f}' for el, (n, v)
-                                                   in fit.explained.items()) + '.', '']
+        fit = fit_profiles(records, network, args.rc / 2, args.rc, args.neutral)
+        stem = f'{name}-train{args.train}' + ('-neutral' if args.neutral else '')
+        charge = ', terms without charge' if args.neutral else ''
+        explained = ', '.join(f'{el} {n} {v:.2f}' for el, (n, v) in fit.explained.items())
+        notes = [f'rc = {args.rc:g} Bohr, r1 = rc / 2{charge}. Fitted on {len(records)} '
+                 "training samples; per element (atoms, share of the profiles' variance the "
+                 f'fit explains on them): {explained}.', '']
 
         def make(mol, dm_ref, delta_dm, base):
-            return variants_fit(mol, dm_ref, delta_dm, base, fit, args.rc)
+            return variants_fit(mol, dm_ref, delta_dm, base, fit, args.rc, args.neutral)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f'{stem}.jsonl'
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
