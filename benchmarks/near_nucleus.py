@@ -54,8 +54,6 @@ import resolution_floor
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / 'results' / 'near_nucleus'
 DATA = HERE.parent / 'data'
-SHELL_POINTS = 50         # Lebedev points per radial shell of the spherical average
-RADIAL_POINTS = 300
 #: Radii (Bohr) of the spherical averages a fit reads about each atom.
 FEATURE_RADII = (0.0, 0.15, 0.3, 0.45, 0.6, 0.9, 1.2, 1.6)
 COMPONENTS = 4
@@ -65,50 +63,15 @@ MIN_ATOMS = 20
 
 
 def spherical_profiles(mol, delta_dm, r1, rc, neutral=False):
-    """(r, f): the radial grid and f_A(r) of every atom (natm x r.size) from ``delta_dm``.
-
-    ``neutral``: subtract instead of s_A(r1) the constant that leaves f_A without charge (the
-    w r^2-weighted mean of s_A), so the grid keeps the molecule's charge."""
-    from pyscf.dft import LebedevGrid, numint
-    from scipy.integrate import trapezoid
-    r = numpy.geomspace(1e-5, rc, RADIAL_POINTS)
-    shell = LebedevGrid.MakeAngularGrid(SHELL_POINTS)
-    units, weights = shell[:, :3], shell[:, 3]
-    taper = numpy.where(r <= r1, 1.0, numpy.cos(0.5 * numpy.pi * (r - r1) / (rc - r1))**2)
-    profiles = numpy.empty((mol.natm, r.size))
-    for ia, centre in enumerate(mol.atom_coords()):
-        s = numpy.empty(r.size)
-        for i0 in range(0, r.size, 100):
-            rr = r[i0:i0 + 100]
-            coords = (centre + rr[:, None, None] * units[None]).reshape(-1, 3)
-            ao = numint.eval_ao(mol, coords)
-            rho = numint.eval_rho(mol, ao, delta_dm).reshape(rr.size, -1)
-            s[i0:i0 + rr.size] = rho @ weights
-        if neutral:
-            level = trapezoid(taper * s * r**2, r) / trapezoid(taper * r**2, r)
-        else:
-            level = numpy.interp(r1, r, s)
-        profiles[ia] = taper * (s - level)
-    profiles[:, -1] = 0.0
-    return r, profiles
+    """(r, f_A) of every atom (:func:`pyscf_mlguess.train.near_nucleus.spherical_profiles`)."""
+    from pyscf_mlguess.train import near_nucleus
+    return near_nucleus.spherical_profiles(mol, delta_dm, r1, rc, neutral)
 
 
 def radial_terms(mol, r, profiles):
-    """The atoms' radial profiles as tables (density, slope, Hartree potential) with
-    RadialSAD's ``evaluate``."""
-    from pyscf_mlguess.grid import RadialSAD, _radial_hartree
-    tables, charges = [], []
-    for f in profiles:
-        v, q = _radial_hartree(r, f)
-        tables.append((f, numpy.gradient(f, r), v))
-        charges.append(q)
-    terms = object.__new__(RadialSAD)         # the same tables, one per atom
-    terms.r = r
-    terms.tables = numpy.array(tables)
-    terms.charges = numpy.array(charges)
-    terms.atom_coords = mol.atom_coords()
-    terms.atom_tables = numpy.arange(mol.natm)
-    return terms
+    """The atoms' own profiles as radial tables (:class:`~pyscf_mlguess.grid.RadialAtoms`)."""
+    from pyscf_mlguess.grid import RadialAtoms
+    return RadialAtoms(mol.atom_coords(), range(mol.natm), r, dict(enumerate(profiles)))
 
 
 def with_terms(values, grid, terms):

@@ -9,6 +9,7 @@
 """
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -87,8 +88,34 @@ def _train(args):
                     loader_workers=args.loader_workers, guess_valid=args.guess_valid,
                     folder_weights=_floats(args.folder_weights, '--folder-weights'),
                     cpu_bf16=args.cpu_bf16, valid_every=args.valid_every,
-                    ema_decay=args.ema_decay)
+                    ema_decay=args.ema_decay, near_nucleus=_near_nucleus_table(args))
     print(json.dumps(history[-1] if history else {}, indent=1))
+
+
+def _near_nucleus_table(args):
+    """The near-nucleus table of ``--near-nucleus RC``: the run folder's own when it has one
+    (a resumed run keeps its table), else each element's mean over the first
+    ``--near-nucleus-samples`` samples of every training folder, written there."""
+    if args.near_nucleus is None:
+        return None
+    from pyscf_mlguess.data import store
+    from pyscf_mlguess.train.near_nucleus import mean_profiles
+    path = os.path.join(args.out, 'near_nucleus.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            table = json.load(f)
+        if table['rc'] != args.near_nucleus:
+            raise SystemExit(f'{path} holds terms for rc {table["rc"]} Bohr, not '
+                             f'--near-nucleus {args.near_nucleus}; start a new run folder')
+        return table
+    records = []
+    for folder in args.train:
+        records += list(itertools.islice(store.iter_records(folder), args.near_nucleus_samples))
+    table = mean_profiles(records, args.near_nucleus / 2, args.near_nucleus)
+    os.makedirs(args.out, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(table, f)
+    return table
 
 
 def _finetune(args):
@@ -196,6 +223,11 @@ def build_parser():
     t.add_argument('--ema-decay', type=float, default=None, metavar='D',
                    help='validate and write an exponential moving average of the weights, '
                    'decay D per step (e.g. 0.998; default: the raw weights)')
+    t.add_argument('--near-nucleus', type=float, default=None, metavar='RC',
+                   help='learn delta_rho less per-element near-nucleus terms within RC Bohr of '
+                   'each nucleus (train/near_nucleus.py; e.g. 0.8)')
+    t.add_argument('--near-nucleus-samples', type=int, default=100, metavar='N',
+                   help='training samples per folder whose atoms give the terms')
     t.add_argument('--loader-workers', type=int, default=1,
                    help='DataLoader processes that build the boxes (0: in this process)')
     t.add_argument('--cpu-bf16', action='store_true',

@@ -98,25 +98,30 @@ class DensityField:
 
     ``values[i, j, k]`` is the density at the grid's point ``(i, j, k)``
     (:class:`~pyscf_mlguess.grid.UniformGrid`, possibly rotated); the density is zero outside
-    the box.
+    the box.  ``atoms`` (a :class:`~pyscf_mlguess.grid.RadialAtoms`, optional) adds spherical
+    terms on the nuclei, held as radial tables: the sharp part of a density near the nuclei,
+    which samples a few tenths of a Bohr apart cannot carry (docs/design.md).
     """
 
-    def __init__(self, values, grid):
+    def __init__(self, values, grid, atoms=None):
         values = numpy.asarray(values, dtype=numpy.float64)
         if values.shape != tuple(grid.shape):
             raise ValueError(f'density values have shape {values.shape}, their grid '
                              f'{tuple(grid.shape)}.')
         self.values = values
         self.grid = grid
+        self.atoms = atoms
 
     def __repr__(self):
+        terms = '' if self.atoms is None else f', {len(self.atoms.atom_tables)} atom terms'
         return (f'DensityField({"x".join(map(str, self.grid.shape))} points, spacing '
-                f'{self.grid.spacing:g} Bohr, charge {self.charge:.4g} e)')
+                f'{self.grid.spacing:g} Bohr{terms}, charge {self.charge:.4g} e)')
 
     @property
     def charge(self):
-        """Electrons in the box (e)."""
-        return float(self.values.sum() * self.grid.voxel_volume)
+        """Electrons in the box and the atom terms (e)."""
+        atoms = 0.0 if self.atoms is None else self.atoms.charge
+        return float(self.values.sum() * self.grid.voxel_volume) + atoms
 
     @functools.cached_property
     def hartree_potential(self):
@@ -157,7 +162,7 @@ class DensityField:
                 plane = f.sum(axis=3 - a - b)      # the (a, b) plane
                 second[a, b] = second[b, a] = rel[a] @ plane @ rel[b] * dv
         quadrupole = 3 * second - numpy.eye(3) * numpy.trace(second)
-        return centre, self.charge, dipole, quadrupole
+        return centre, float(f.sum() * dv), dipole, quadrupole
 
     def _inside(self, coords):
         idx = self.grid.fractional_index(coords)
@@ -181,7 +186,8 @@ class DensityField:
             out[:, inside] = self._interpolate(splines, idx)
         if deriv:
             out[1:] = self.grid.vectors_to_lab(out[1:])
-        return out if deriv else out[0]
+        out = out if deriv else out[0]
+        return out if self.atoms is None else out + self.atoms.evaluate(coords, deriv)
 
     def potential(self, coords):
         """The Hartree potential of the density at ``coords`` (n, 3): splines inside the box,
@@ -199,4 +205,6 @@ class DensityField:
             r = numpy.sqrt(r2)
             vh[outside] = (charge / r + d @ dipole / (r2 * r)
                            + 0.5 * numpy.einsum('gi,ij,gj->g', d, quadrupole, d) / (r2**2 * r))
+        if self.atoms is not None:
+            vh += self.atoms.evaluate(coords, with_potential=True)[1]
         return vh

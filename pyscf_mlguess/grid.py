@@ -333,35 +333,44 @@ def _radial_hartree(r, rho):
     return inner / r + (outer[-1] - outer), inner[-1]
 
 
-class RadialSAD:
-    """The SAD density of a molecule and its Hartree potential at any points, from radial tables.
+class RadialAtoms:
+    """Spherical densities on the atoms and their Hartree potential at any points, from radial
+    tables.
 
-    Each atomic block of D_SAD is spherical, so per element one radial table (built once, on
-    the geometric grid of :func:`sad_radial_profiles`) holds the density, its radial slope and
-    the electrostatic potential of that density (a radial integral).  At a point, each atom
-    costs one distance and one table lookup; nothing is an nao x nao contraction and nothing
-    needs two-electron integrals.  Equal to evaluating D_SAD through the AOs (and J[D_SAD] as
-    a potential) up to the radial tables' accuracy.
+    Per kind of atom one table on the geometric radial grid ``r`` holds the density, its radial
+    slope and the electrostatic potential of that density (a radial integral).  At a point,
+    each atom costs one distance and one table lookup.  Beyond ``r[-1]`` an atom's density is
+    zero and its potential that of a point charge.
+
+    Args:
+        atom_coords: (natm, 3) centres (Bohr).
+        atom_keys: the kind of each atom, a key of ``profiles``.
+        r: the radial grid (Bohr), geometric.
+        profiles: {kind: density on ``r``}; atoms of a kind not in it (or None) carry nothing.
     """
 
-    def __init__(self, mol, dm_sad):
-        profiles = sad_radial_profiles(mol, dm_sad)
-        elements = [s for s, prof in profiles.items() if prof is not None]
-        self.r = profiles[elements[0]][0] if elements else _radial_points()
-        # rows per element: density, d density / dr, Hartree potential
-        self.tables = numpy.empty((len(elements), 3, self.r.size))
-        self.charges = numpy.empty(len(elements))
-        for k, symb in enumerate(elements):
-            rho = profiles[symb][1]
+    def __init__(self, atom_coords, atom_keys, r, profiles):
+        kinds = [k for k, rho in profiles.items() if rho is not None]
+        self.r = numpy.asarray(r, dtype=float)
+        # rows per kind: density, d density / dr, Hartree potential
+        self.tables = numpy.empty((len(kinds), 3, self.r.size))
+        self.charges = numpy.empty(len(kinds))
+        for k, kind in enumerate(kinds):
+            rho = numpy.asarray(profiles[kind], dtype=float)
             v, self.charges[k] = _radial_hartree(self.r, rho)
             self.tables[k] = rho, numpy.gradient(rho, self.r), v
-        index = {s: k for k, s in enumerate(elements)}
-        atoms = [ia for ia in range(mol.natm) if mol.atom_symbol(ia) in index]
-        self.atom_coords = mol.atom_coords()[atoms]
-        self.atom_tables = numpy.array([index[mol.atom_symbol(ia)] for ia in atoms], dtype=int)
+        index = {kind: k for k, kind in enumerate(kinds)}
+        atoms = [ia for ia, key in enumerate(atom_keys) if key in index]
+        self.atom_coords = numpy.asarray(atom_coords, dtype=float).reshape(-1, 3)[atoms]
+        self.atom_tables = numpy.array([index[atom_keys[ia]] for ia in atoms], dtype=int)
+
+    @property
+    def charge(self):
+        """Electrons on all the atoms (e)."""
+        return float(self.charges[self.atom_tables].sum())
 
     def evaluate(self, coords, deriv=0, with_potential=False):
-        """The SAD density at ``coords`` (n, 3): shape (n,), or with ``deriv=1`` (4, n) =
+        """The atoms' density at ``coords`` (n, 3): shape (n,), or with ``deriv=1`` (4, n) =
         (rho, d/dx, d/dy, d/dz), the layout of PySCF's ``eval_rho``; with ``with_potential``
         also its Hartree potential (Hartree/e), shape (n,)."""
         coords = numpy.asarray(coords, dtype=float)
@@ -394,6 +403,48 @@ class RadialSAD:
                                   vals[-1])
         rho = rho if deriv else rho[0]
         return (rho, vh) if with_potential else rho
+
+
+    def on_grid(self, grid):
+        """The atoms' density on the points of ``grid``, shape ``grid.shape``: each atom on
+        the sub-box within its table's reach, interpolated as :meth:`evaluate` does."""
+        out = numpy.zeros(grid.shape)
+        axes = grid.axes()
+        reach = self.r[-1]
+        log_r = numpy.log(self.r)
+        for centre, k in zip(self.atom_coords, self.atom_tables):
+            frame = grid.to_frame(centre)
+            sub = tuple(slice(*numpy.searchsorted(x, [c - reach, c + reach]))
+                        for x, c in zip(axes, frame))
+            dx, dy, dz = (x[s] - c for x, s, c in zip(axes, sub, frame))
+            dist = numpy.sqrt(dx[:, None, None]**2 + dy[None, :, None]**2 + dz[None, None, :]**2)
+            out[sub] += numpy.where(dist > reach, 0.0, numpy.interp(
+                numpy.log(numpy.maximum(dist, self.r[0])), log_r, self.tables[k, 0]))
+        return out
+
+
+def near_nucleus_terms(mol, table):
+    """The near-nucleus terms of a weights file (its ``near_nucleus`` table: radial grid ``r``
+    and a profile per element) on the atoms of ``mol``, as :class:`RadialAtoms`."""
+    return RadialAtoms(mol.atom_coords(), [mol.atom_pure_symbol(ia) for ia in range(mol.natm)],
+                       table['r'], table['profiles'])
+
+
+class RadialSAD(RadialAtoms):
+    """The SAD density of a molecule and its Hartree potential at any points, from radial tables.
+
+    Each atomic block of D_SAD is spherical, so per element one radial table (built once, on
+    the geometric grid of :func:`sad_radial_profiles`) holds the density, its radial slope and
+    the electrostatic potential of that density (a radial integral).  Nothing is an nao x nao
+    contraction and nothing needs two-electron integrals.  Equal to evaluating D_SAD through
+    the AOs (and J[D_SAD] as a potential) up to the radial tables' accuracy.
+    """
+
+    def __init__(self, mol, dm_sad):
+        profiles = sad_radial_profiles(mol, dm_sad)
+        r = next((prof[0] for prof in profiles.values() if prof is not None), _radial_points())
+        super().__init__(mol.atom_coords(), [mol.atom_symbol(ia) for ia in range(mol.natm)], r,
+                         {k: None if prof is None else prof[1] for k, prof in profiles.items()})
 
 
 def density_on_grid(mol, dm, grid, blksize=8000):

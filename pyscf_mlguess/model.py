@@ -39,6 +39,7 @@ from torch import nn
 
 from pyscf_mlguess import config
 from pyscf_mlguess.field import DensityField
+from pyscf_mlguess.grid import near_nucleus_terms
 
 #: Weight families: the functional each pretrained model was trained on.
 PURE_FAMILY = 'pbe'
@@ -603,6 +604,9 @@ class CNNPredictor:
     """The trained network as a predictor: SAD box in, delta_rho out on the box refined
     ``model.upsample`` times, its net charge set so that SAD + delta_rho holds the molecule's
     electrons (:func:`conserve_charge`; the SAD is of neutral atoms, so ions differ).
+    Weights trained with near-nucleus terms (``meta['near_nucleus']``,
+    :mod:`pyscf_mlguess.train.near_nucleus`) predict the smooth rest on the box, and the field
+    carries the terms, one radial profile per element without net charge, on the atoms.
 
     On CPU the network runs in the channels-last layout (oneDNN's fast path for 3D convolutions)
     with as many threads as PySCF uses (``lib.num_threads()``), so the guess honours the same
@@ -670,7 +674,9 @@ class CNNPredictor:
                                       self.tile)
         finally:
             torch.set_num_threads(threads)
-        return DensityField(delta.double().cpu().numpy(), out_grid)
+        table = self.meta.get('near_nucleus')
+        atoms = near_nucleus_terms(mol, table) if table else None
+        return DensityField(delta.double().cpu().numpy(), out_grid, atoms)
 
     def __repr__(self):
         xc = self.meta.get('xc', '?')

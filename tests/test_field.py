@@ -118,3 +118,28 @@ def test_values_must_match_their_grid():
     grid = UniformGrid((0.0, 0.0, 0.0), 0.2, (4, 5, 6))
     with pytest.raises(ValueError, match=r'shape \(3, 3, 3\).*\(4, 5, 6\)'):
         DensityField(numpy.zeros((3, 3, 3)), grid)
+
+
+def test_atom_terms_add_density_gradient_and_potential():
+    from pyscf_mlguess.grid import RadialAtoms
+    r = numpy.geomspace(1e-5, 1.0, 400)
+    bump = numpy.exp(-(r / 0.2)**2)                     # a spherical term of charge q
+    q = 4 * numpy.pi * numpy.trapezoid(bump * r**2, r)
+    atoms = RadialAtoms([[0.1, 0.0, 0.0], [2.0, 0.5, 0.0]], ['C', 'H'], r, {'C': bump})
+    assert atoms.charge == pytest.approx(q, rel=1e-6)   # the H has no table: nothing
+    grid = UniformGrid((-3.0, -3.0, -3.0), 0.25, (25, 25, 25))
+    values = numpy.zeros(grid.shape)
+    plain, with_atoms = DensityField(values, grid), DensityField(values, grid, atoms)
+    pts = numpy.array([[0.1, 0.0, 0.05], [0.4, 0.2, 0.0], [6.0, 0.0, 0.0]])
+    d = numpy.linalg.norm(pts - [0.1, 0.0, 0.0], axis=1)
+    numpy.testing.assert_allclose(with_atoms.evaluate(pts) - plain.evaluate(pts),
+                                  numpy.exp(-(d / 0.2)**2) * (d < 1.0), rtol=5e-3, atol=1e-9)
+    grad = with_atoms.evaluate(pts, deriv=1)[1:, 1]     # d/dr of the bump along (0.3, 0.2, 0)
+    expected = -2 * d[1] / 0.04 * numpy.exp(-(d[1] / 0.2)**2) * (pts[1] - [0.1, 0, 0]) / d[1]
+    numpy.testing.assert_allclose(grad, expected, rtol=1e-2, atol=1e-6)
+    # far away, a point charge; the box's multipoles stay the grid's alone
+    assert with_atoms.potential(pts[2:])[0] == pytest.approx(q / d[2], rel=1e-4)
+    assert with_atoms.charge == pytest.approx(q, rel=1e-6) and plain.charge == 0
+    # on a grid's points, the terms as evaluate gives them
+    numpy.testing.assert_allclose(atoms.on_grid(grid).ravel(),
+                                  atoms.evaluate(grid.coords(0, grid.size)), atol=1e-12)

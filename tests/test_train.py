@@ -503,3 +503,48 @@ def test_a_network_without_the_charge_starts_one_that_takes_it(water_set, tmp_pa
     history = train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
                     init_weights=str(start / 'weights.pt'), **params)
     assert [h['epoch'] for h in history] == [1, 2]
+
+
+def test_near_nucleus_terms_leave_the_grid_target_and_come_back_in_the_field(water_set, tmp_path):
+    import numpy
+    from pyscf_mlguess.cli import main
+    from pyscf_mlguess.data.dataset import DensityDataset, molecule_of
+    from pyscf_mlguess.grid import near_nucleus_terms
+    from pyscf_mlguess.train.near_nucleus import mean_profiles
+    folder, cache = water_set
+    records = list(store.iter_records(folder))
+    table = mean_profiles(records, 0.4, 0.8)
+    assert sorted(table['profiles']) == ['H', 'O'] and table['atoms'] == {'H': 2, 'O': 1}
+    r = numpy.array(table['r'])
+    oxygen = numpy.array(table['profiles']['O'])
+    assert r[-1] == pytest.approx(0.8) and oxygen[-1] == 0 and oxygen[0] < -0.5
+    # without charge: the grid keeps the molecule's electrons
+    assert abs(numpy.trapezoid(oxygen * r**2, r) * 4 * numpy.pi) < 1e-6
+    mol = molecule_of(records[0])
+    terms = near_nucleus_terms(mol, table)
+    assert terms.charge == pytest.approx(0, abs=1e-6)
+    plain = DensityDataset([folder], 0.2, 3.0, 2, cache_dir=cache)
+    split = DensityDataset([folder], 0.2, 3.0, 2, cache_dir=cache, near_nucleus=table)
+    part = split.near_nucleus_part(0)
+    assert part.min() < -0.1               # the oxygen's spike, where a point falls near it
+    torch.testing.assert_close(split[0]['delta_rho'][0],
+                               plain[0]['delta_rho'][0] - torch.from_numpy(part))
+    # a network trained so carries the table; its field adds the terms back
+    assert main(['train', '--train', folder, '--valid', folder, '--out', str(tmp_path),
+                 '--epochs', '1', '--steps', '1', '--batch', '1', '--patch', '8',
+                 '--warmup', '1', '--channels', '4', '--blocks', '1', '--up-channels', '2',
+                 '--spacing', '0.2', '--margin', '3', '--cache', cache,
+                 '--near-nucleus', '0.8', '--near-nucleus-samples', '1']) == 0
+    assert json.loads((tmp_path / 'near_nucleus.json').read_text()) == table
+    predictor = model.CNNPredictor.from_file(tmp_path / 'weights.pt', device='cpu')
+    assert predictor.meta['near_nucleus'] == table
+    from pyscf import dft
+    from pyscf_mlguess.guess import predict_density
+    field = predict_density(dft.RKS(mol, xc='pbe'), predictor=predictor).field
+    nucleus = mol.atom_coords()[:1]
+    grid_only = model.DensityField(field.values, field.grid)
+    assert field.evaluate(nucleus)[0] - grid_only.evaluate(nucleus)[0] == pytest.approx(
+        oxygen[0], rel=1e-6)
+    assert field.charge == pytest.approx(grid_only.charge, abs=1e-6)
+    with pytest.raises(SystemExit, match='rc 0.8 Bohr, not --near-nucleus 0.6'):
+        main(['train', '--train', folder, '--out', str(tmp_path), '--near-nucleus', '0.6'])

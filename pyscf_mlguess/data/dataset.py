@@ -20,8 +20,8 @@ from pyscf import gto
 
 from pyscf_mlguess import config
 from pyscf_mlguess.data import store
-from pyscf_mlguess.grid import (density_on_grid, make_grid, sad_density_matrix,
-                                sad_density_on_grid)
+from pyscf_mlguess.grid import (density_on_grid, make_grid, near_nucleus_terms,
+                                sad_density_matrix, sad_density_on_grid)
 
 #: Default ratio of input (SAD) to output (delta_rho) spacing: the model's sub-voxel upsampling.
 UPSAMPLE = 2
@@ -69,14 +69,15 @@ class DensityDataset(torch.utils.data.Dataset):
     """Samples of one or more dataset folders (``ROOT/<xc>_<basis>/<split>``) as boxes.
 
     Each item is a dict: ``'sad'`` (C, nx, ny, nz; C = 1, or 1 + the element channels of
-    ``elements``, total first) and ``'delta_rho'`` (1, u*nx, u*ny, u*nz)
-    float32 tensors (e/Bohr^3), ``'voxel_volume'`` of the target box, ``'n_electrons'``,
-    the molecule's ``'charge'``, ``'key'``.  Boxes differ in size between molecules; crop
-    patches for batching.
+    ``elements``, total first) and ``'delta_rho'`` (1, u*nx, u*ny, u*nz; less the
+    near-nucleus terms of the table ``near_nucleus`` when given,
+    :mod:`pyscf_mlguess.train.near_nucleus`) float32 tensors (e/Bohr^3), ``'voxel_volume'`` of
+    the target box, ``'n_electrons'``, the molecule's ``'charge'``, ``'key'``.  Boxes differ in
+    size between molecules; crop patches for batching.
     """
 
     def __init__(self, folders, spacing=None, margin=None, upsample=UPSAMPLE, augment=False,
-                 cache_dir=None, generator=None, elements=None):
+                 cache_dir=None, generator=None, elements=None, near_nucleus=None):
         if isinstance(folders, (str, os.PathLike)):
             folders = [folders]
         self.records, self.folder_index = [], []     # folder_index: the folder of each record
@@ -91,6 +92,7 @@ class DensityDataset(torch.utils.data.Dataset):
         self.cache_dir = cache_dir
         self.generator = generator
         self.elements = list(elements) if elements else None
+        self.near_nucleus = near_nucleus
 
     def __len__(self):
         return len(self.records)
@@ -125,6 +127,14 @@ class DensityDataset(torch.utils.data.Dataset):
             os.replace(tmp, path)
         return sad, delta
 
+    def near_nucleus_part(self, index):
+        """The near-nucleus terms (``near_nucleus``, a weights file's table) of sample ``index``
+        on its target box (float32): what the target leaves to them."""
+        mol = molecule_of(self.records[index])
+        grid = make_grid(mol, self.spacing * self.upsample, self.margin)
+        fine = grid.refine(self.upsample) if self.upsample > 1 else grid
+        return near_nucleus_terms(mol, self.near_nucleus).on_grid(fine).astype(numpy.float32)
+
     def __getitem__(self, index):
         return self.item(index, self.generator if self.augment else None)
 
@@ -133,6 +143,8 @@ class DensityDataset(torch.utils.data.Dataset):
         when one is given."""
         record = self.records[index]
         sad, delta = self.boxes(index)
+        if self.near_nucleus:
+            delta = delta - self.near_nucleus_part(index)
         sad = torch.from_numpy(numpy.ascontiguousarray(sad))
         sad = sad[None] if sad.ndim == 3 else sad
         delta = torch.from_numpy(numpy.ascontiguousarray(delta))[None]

@@ -34,6 +34,7 @@ recipe (each epoch records it), so a run may switch between sittings.
 """
 
 import copy
+import hashlib
 import itertools
 import json
 import math
@@ -258,7 +259,8 @@ def guess_nmae(model, dataset, n):
     cycles best (docs/training.md).  A copy of ``model`` runs on CPU."""
     from pyscf_mlguess.model import CNNPredictor
     from pyscf_mlguess.train.release import measure_sample
-    meta = {'input_spacing': dataset.spacing * model.upsample, 'margin': dataset.margin}
+    meta = {'input_spacing': dataset.spacing * model.upsample, 'margin': dataset.margin,
+            'near_nucleus': dataset.near_nucleus}
     predictor = CNNPredictor(copy.deepcopy(model).cpu(), meta, device='cpu')
     return float(numpy.mean([measure_sample(r, predictor)['mlsr_guess']
                              for r in dataset.records[:n]]))
@@ -286,7 +288,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           margin=None, cache_dir=None, device=None, seed=0, max_valid=50, progress=True,
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
           coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0,
-          folder_weights=None, cpu_bf16=False, valid_every=1, ema_decay=None):
+          folder_weights=None, cpu_bf16=False, valid_every=1, ema_decay=None,
+          near_nucleus=None):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
@@ -318,6 +321,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     after every step (:class:`torch.optim.swa_utils.AveragedModel`): validation and the
     written weights are the average's, which does not swing with the last steps' patches as
     the raw weights do.  It is part of the recipe and of the checkpoint.
+    ``near_nucleus`` (a table of :func:`pyscf_mlguess.train.near_nucleus.mean_profiles`; by
+    default the ``init_weights``' own, if any) makes the targets delta_rho less those
+    near-nucleus terms; the weights carry the table, and their predictor adds the terms back.
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -343,6 +349,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             # a multi-scale branch whose way back starts at zero (model.add_branch)
             model = add_branch(model, arch['levels'], arch.get('level_blocks', LEVEL_BLOCKS))
         spacing, margin = _as_trained(init_weights, model, meta, arch, spacing, margin)
+        if near_nucleus is None:
+            near_nucleus = meta.get('near_nucleus')
     else:
         model = DensitySR(**(arch or {}))
     arch = model.arch
@@ -350,11 +358,12 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     model.to(device)
     elements = arch.get('elements')
     train_set = DensityDataset(train_folders, spacing, margin, upsample, cache_dir=cache_dir,
-                               elements=elements)
+                               elements=elements, near_nucleus=near_nucleus)
     # one validation set per folder (QM9 and derived molecules are measured apart), each of at
     # most max_valid samples; the first folder's figures are the run's headline
     valid_sets = {str(folder): DensityDataset([folder], spacing, margin, upsample,
-                                              cache_dir=cache_dir, elements=elements)
+                                              cache_dir=cache_dir, elements=elements,
+                                              near_nucleus=near_nucleus)
                   for folder in valid_folders}
     for valid_set in valid_sets.values():
         valid_set.keep_first(max_valid)
@@ -369,6 +378,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                   max_train=max_train, max_valid=max_valid)
     if folder_weights is not None:                 # only when set: older recipes lack it
         recipe['folder_weights'] = [float(w) for w in folder_weights]
+    if near_nucleus:                               # likewise; the table, by its content
+        recipe['near_nucleus'] = hashlib.sha256(
+            json.dumps(near_nucleus, sort_keys=True).encode()).hexdigest()[:16]
     if ema_decay is not None:                      # likewise
         if not 0 < ema_decay < 1:
             raise ValueError(f'ema_decay {ema_decay}: a decay per step in (0, 1)')
@@ -482,5 +494,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 'history': json.dumps(history), 'recipe': json.dumps(recipe),
                 'start_valid': json.dumps(start_valid),
                 'valid_nmae': history[-1].get('valid_nmae') if history else None}
+        if near_nucleus:
+            meta['near_nucleus'] = near_nucleus
         save_weights(os.path.join(out, 'weights.pt'), kept, meta)
     return history
