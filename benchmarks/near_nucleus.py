@@ -280,7 +280,7 @@ def main(argv=None):
     if args.radii:
         radii = [tuple(float(x) for x in pair.split(':')) for pair in args.radii.split(',')]
         stem, notes = f'{name}-radii', ['`sph_r1_rc`: the exact smooth rest on the 0.3 Bohr '
-                                        'grid and the exact terms within rc of each nucleus.']
+                                        'grid and the exact terms within rc of each nucleus.', '']
 
         def make(mol, dm_ref, delta_dm, base):
             return variants_radii(mol, dm_ref, delta_dm, base, network, radii)
