@@ -77,19 +77,12 @@ def radial_terms(mol, r, profiles):
 def with_terms(values, grid, terms):
     """A field of grid ``values`` with atom ``terms`` added analytically."""
     from pyscf_mlguess.field import DensityField
-
-    class WithTerms(DensityField):
-        def evaluate(self, coords, deriv=0):
-            return super().evaluate(coords, deriv) + terms.evaluate(coords, deriv)
-
-        def potential(self, coords):
-            return super().potential(coords) + terms.evaluate(coords, with_potential=True)[1]
-    return WithTerms(values, grid)
+    return DensityField(values, grid, atoms=terms)
 
 
 def smooth_rest(field, terms):
     """``field``'s values less the terms on its points."""
-    return field.values - field.grid.sample(terms.evaluate)
+    return field.values - terms.on_grid(field.grid)
 
 
 def sphere_features(mol, values, grid):
