@@ -5,6 +5,7 @@
     python benchmarks/reference_level.py --data data/b3lyp_def2svp/train --n 30 --grid-levels 1
     python benchmarks/reference_level.py --data data/pbe_def2svp_derived/train --conv-tol 1e-9
     python benchmarks/reference_level.py --data data/pbe_def2svp/train --start 600 --n 10 --df-j
+    python benchmarks/reference_level.py --n 30 --init-guess
 
 For stored samples with exact-integral references (by default PBE validation, conv_tol 1e-10),
 recompute the reference with density fitting (PySCF's default auxiliary basis; for a hybrid
@@ -30,6 +31,12 @@ way, alternating: J fitted integral-direct (PySCF's default without exact exchan
 3-index tensor built before the SCF (the generator since 2026-12-02), and appends to
 ``<dataset>_<split>_dfj.jsonl``: wall and CPU seconds, cycles, and the NMAE of the two densities
 against each other and against the stored one (level-3 grid).
+
+With ``--init-guess`` it runs the generator itself (``reference_calculation``, density-fitted on
+a level-1 grid, the stored conv_tol) from minao and from mlsr (the shipped weights; validation
+molecules, so unseen by them), once each in alternating order, and appends to
+``<dataset>_<split>_guess.jsonl``: CPU seconds (guess included), cycles, and the NMAE of the two
+densities against each other and of each against the stored reference (level-3 grid).
 """
 
 import argparse
@@ -39,7 +46,8 @@ import time
 
 from pyscf import dft, lib
 
-from pyscf_mlguess.data import store
+from pyscf_mlguess.data import qm9, store
+from pyscf_mlguess.data.generate import reference_calculation
 from pyscf_mlguess.metrics import density_nmae
 from pyscf_mlguess.train.release import molecule_of
 
@@ -59,6 +67,8 @@ def main():
                         help='recompute at this threshold with the stored settings')
     parser.add_argument('--df-j', action='store_true',
                         help='time fitted J integral-direct against the stored 3-index tensor')
+    parser.add_argument('--init-guess', action='store_true',
+                        help='the generator from minao against from mlsr')
     parser.add_argument('--out', default=str(HERE / 'results' / 'reference_level'))
     args = parser.parse_args()
     lib.num_threads(1)
@@ -76,6 +86,12 @@ def main():
         for rec in records:
             if rec.get('density_fit'):
                 _df_j(rec, path)
+        return
+    if args.init_guess:
+        path = out / f'{pathlib.Path(args.data).parent.name}_{split}_guess.jsonl'
+        _load_mlsr(records[0])
+        for i, rec in enumerate(records):
+            _init_guess(rec, path, ('minao', 'mlsr') if i % 2 == 0 else ('mlsr', 'minao'))
         return
     if args.grid_levels:
         levels = [int(x) for x in args.grid_levels.split(',')]
@@ -163,6 +179,42 @@ def _df_j(rec, path):
     fine = _level3_grid(mol)
     row['nmae_direct_tensor'] = density_nmae(mol, dms['tensor'], dms['direct'], fine)
     row['nmae_tensor_stored'] = density_nmae(mol, dms['tensor'], dm_ref, fine)
+    with open(path, 'a') as f:
+        print(json.dumps(row), file=f)
+    print(json.dumps(row), flush=True)
+
+
+def _load_mlsr(rec):
+    """Load the network once, untimed, as a long generator run has it loaded."""
+    from pyscf_mlguess import get_init_guess
+    mol = molecule_of(rec)
+    get_init_guess(dft.RKS(mol, xc=rec['xc']))
+
+
+def _init_guess(rec, path, order):
+    """One molecule: the generator's reference from each guess in ``order``."""
+    mol, dm_ref = _stored(rec)
+    sample = qm9.Sample(qm9_index=rec['qm9_index'], smiles=rec['smiles'],
+                        elements=tuple(rec['elements']),
+                        coords_angstrom=mol.atom_coords(unit='Angstrom'),
+                        conformer=rec['conformer'], charge=rec['charge'])
+    row = {'key': rec['key'], 'nao': mol.nao, 'conv_tol': rec['conv_tol'], 'order': order}
+    dms = {}
+    for guess in order:
+        t = time.process_time()
+        new = reference_calculation(sample, rec['xc'], conv_tol=rec['conv_tol'], density_fit=True,
+                                    grid_level=1, init_guess=guess)
+        row[guess] = {'cpu': round(time.process_time() - t, 2),
+                      'cycles': new[f'{guess}_cycles'],
+                      'cycles_default_tol': new[f'{guess}_cycles_default_tol'],
+                      'converged': new['converged'], 'e_tot': new['e_tot']}
+        dms[guess] = store.density_matrix_from_orbitals(new['mo_occ_coeff'],
+                                                        mol.intor('int1e_ovlp'))
+    fine = _level3_grid(mol)
+    row['nmae_mlsr_minao'] = density_nmae(mol, dms['mlsr'], dms['minao'], fine)
+    row['dE_mlsr_minao'] = row['mlsr']['e_tot'] - row['minao']['e_tot']
+    for guess in order:
+        row[guess]['nmae_stored'] = density_nmae(mol, dms[guess], dm_ref, fine)
     with open(path, 'a') as f:
         print(json.dumps(row), file=f)
     print(json.dumps(row), flush=True)

@@ -235,3 +235,23 @@ def test_grid_level_is_applied_and_recorded(water_record):
     dms = [store.density_matrix_from_orbitals(r['mo_occ_coeff'] * store.ORBITAL_QUANTUM, s)
            for r in (coarse, water_record)]
     assert density_nmae(mol, *dms) < 1e-3
+
+
+def test_reference_from_the_mlsr_guess_is_the_same_density(water_record):
+    started = generate.reference_calculation(water_sample(), 'pbe', threads=0, init_guess='mlsr')
+    assert started['converged'] and started['init_guess'] == 'mlsr'
+    assert water_record['init_guess'] == 'minao' and 'mlsr_cycles' not in water_record
+    assert 'minao_cycles' not in started              # not a minao baseline
+    assert 0 < started['mlsr_cycles'] < water_record['minao_cycles']
+    assert started['weights'].startswith('pbe-')     # the shipped PBE weights, with their hash
+    mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
+    s = mol.intor('int1e_ovlp')
+    dms = [store.density_matrix_from_orbitals(r['mo_occ_coeff'] * store.ORBITAL_QUANTUM, s)
+           for r in (started, water_record)]
+    assert density_nmae(mol, *dms) < 2e-5
+    assert abs(started['e_tot'] - water_record['e_tot']) < 1e-8
+
+
+def test_reference_guess_is_checked():
+    with pytest.raises(ValueError, match="'minao'"):
+        generate.reference_calculation(water_sample(), 'pbe', init_guess='huckel')

@@ -35,19 +35,23 @@ def _default_cycles(trace, conv_tol=DEFAULT_CONV_TOL):
 
 
 def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=MAX_CYCLE,
-                          threads=1, density_fit=False, grid_level=None):
-    """Converge restricted KS for one sample from PySCF's default (minao) guess.
+                          threads=1, density_fit=False, grid_level=None, init_guess='minao'):
+    """Converge restricted KS for one sample from ``init_guess`` (PySCF's default, minao).
 
     With ``density_fit`` the Coulomb (and exact-exchange) integrals are density-fitted with
     PySCF's default auxiliary basis (``mf.density_fit()``, its 3-index tensor built before the
     SCF), which moves the converged density far less than the model's error (measured in
     docs/training.md) at a fraction of the cost; the record says which.  ``grid_level`` sets the
     integration grid's level (PySCF's default, 3, when None); every record stores the level it
-    was computed on.
+    was computed on.  ``init_guess='mlsr'`` starts from this package's own guess (the shipped
+    weights of ``xc``'s family): the same density in fewer cycles, but at the generator's cheap
+    level no less CPU time, so ``data generate`` keeps minao (measured in docs/training.md).
 
     Returns a record for :mod:`store`: geometry, level, the occupied orbitals (quantised, see
-    :func:`store.quantize_orbitals`), the energy and the minao baseline (cycles at this and at
-    PySCF's default tolerance, wall time, per-cycle trace of energy change and orbital gradient).
+    :func:`store.quantize_orbitals`), the energy and the SCF's cost from ``init_guess``
+    (``<init_guess>_cycles`` at this and at PySCF's default tolerance, ``<init_guess>_wall_s``,
+    the per-cycle trace of energy change and orbital gradient): a minao record doubles as the
+    minao baseline of its molecule.
     An SCF that does not converge gives a record with ``converged=False`` and no orbitals, so a
     resumed run does not retry it.
     """
@@ -55,6 +59,8 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     from pyscf import dft, gto, lib
     if threads:
         lib.num_threads(threads)
+    if init_guess not in ('minao', 'mlsr'):
+        raise ValueError(f"init_guess {init_guess!r}: 'minao' (PySCF's default) or 'mlsr'")
     if sample.spin != 0:
         raise ValueError(f'{sample.key}: open-shell references (spin={sample.spin}) are not '
                          f'supported; the dataset stores restricted closed-shell densities.')
@@ -67,6 +73,10 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
         mf.grids.level = grid_level
     mf.conv_tol = conv_tol
     mf.max_cycle = max_cycle
+    if init_guess == 'mlsr':
+        from pyscf_mlguess.guess import install
+        install()                       # registers init_guess='mlsr' (idempotent)
+    mf.init_guess = init_guess
     trace = []
 
     def record_cycle(envs):
@@ -90,14 +100,18 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
         'grid_level': int(mf.grids.level), 'conv_tol': conv_tol, 'nao': mol.nao,
         'density_fit': bool(density_fit),
         'auxbasis': str(mf.with_df.auxbasis) if density_fit else None,
-        'converged': bool(mf.converged), 'e_tot': float(mf.e_tot),
-        'minao_cycles': len(trace), 'minao_cycles_default_tol': _default_cycles(trace),
-        'minao_wall_s': wall, 'scf_trace': trace,
+        'converged': bool(mf.converged), 'e_tot': float(mf.e_tot), 'init_guess': init_guess,
+        f'{init_guess}_cycles': len(trace),
+        f'{init_guess}_cycles_default_tol': _default_cycles(trace),
+        f'{init_guess}_wall_s': wall, 'scf_trace': trace,
         'code_version': __version__, 'pyscf_version': pyscf.__version__,
         'host': platform.node(),
     }
     if sample.recipe:
         rec['recipe'] = sample.recipe
+    if init_guess == 'mlsr':
+        from pyscf_mlguess.model import resolve_weights, weights_family, weights_id
+        rec['weights'] = weights_id(resolve_weights(weights_family(mf))[0])
     if mf.converged:
         nocc = mol.nelectron // 2
         rec['mo_occ_coeff'] = store.quantize_orbitals(mf.mo_coeff[:, :nocc])
