@@ -6,6 +6,7 @@
     python benchmarks/reference_level.py --data data/pbe_def2svp_derived/train --conv-tol 1e-9
     python benchmarks/reference_level.py --data data/pbe_def2svp/train --start 600 --n 10 --df-j
     python benchmarks/reference_level.py --n 30 --init-guess
+    python benchmarks/reference_level.py --data data/pbe_def2svp/train --n 12 --ao-cache
 
 For stored samples with exact-integral references (by default PBE validation, conv_tol 1e-10),
 recompute the reference with density fitting (PySCF's default auxiliary basis; for a hybrid
@@ -37,6 +38,11 @@ a level-1 grid, the stored conv_tol) from minao and from mlsr (the shipped weigh
 molecules, so unseen by them), once each in alternating order, and appends to
 ``<dataset>_<split>_guess.jsonl``: CPU seconds (guess included), cycles, and the NMAE of the two
 densities against each other and of each against the stored reference (level-3 grid).
+
+With ``--ao-cache`` it runs the generator (``reference_calculation`` with the record's own
+settings) with AO values kept across cycles and without, twice each, alternating, and appends
+to ``<dataset>_<split>_aocache.jsonl``: CPU seconds, cycles, and whether the two energies and
+orbitals are identical.
 """
 
 import argparse
@@ -69,6 +75,8 @@ def main():
                         help='time fitted J integral-direct against the stored 3-index tensor')
     parser.add_argument('--init-guess', action='store_true',
                         help='the generator from minao against from mlsr')
+    parser.add_argument('--ao-cache', action='store_true',
+                        help='the generator with AO values kept across cycles against without')
     parser.add_argument('--out', default=str(HERE / 'results' / 'reference_level'))
     args = parser.parse_args()
     lib.num_threads(1)
@@ -86,6 +94,11 @@ def main():
         for rec in records:
             if rec.get('density_fit'):
                 _df_j(rec, path)
+        return
+    if args.ao_cache:
+        path = out / f'{pathlib.Path(args.data).parent.name}_{split}_aocache.jsonl'
+        for rec in records:
+            _ao_cache(rec, path)
         return
     if args.init_guess:
         path = out / f'{pathlib.Path(args.data).parent.name}_{split}_guess.jsonl'
@@ -184,6 +197,37 @@ def _df_j(rec, path):
     print(json.dumps(row), flush=True)
 
 
+def _sample(rec, mol):
+    """The generator's input for a stored record."""
+    return qm9.Sample(qm9_index=rec['qm9_index'], smiles=rec['smiles'],
+                      elements=tuple(rec['elements']),
+                      coords_angstrom=mol.atom_coords(unit='Angstrom'),
+                      conformer=rec['conformer'], charge=rec['charge'],
+                      name=rec['key'] if rec.get('recipe') else '')
+
+
+def _ao_cache(rec, path):
+    """One molecule: the generator with and without the AO cache, twice each, alternating."""
+    mol = molecule_of(rec)
+    row = {'key': rec['key'], 'nao': mol.nao, 'xc': rec['xc'],
+           'density_fit': bool(rec.get('density_fit')), 'grid_level': rec['grid_level']}
+    new = {}
+    for cached in (False, True, False, True):
+        t = time.process_time()
+        new[cached] = reference_calculation(
+            _sample(rec, mol), rec['xc'], conv_tol=rec['conv_tol'],
+            density_fit=bool(rec.get('density_fit')), grid_level=rec['grid_level'],
+            cache_ao=cached)
+        run = row.setdefault('cached' if cached else 'plain',
+                             {'cpu': [], 'cycles': new[cached]['minao_cycles']})
+        run['cpu'].append(round(time.process_time() - t, 2))
+    row['same_energy'] = new[True]['e_tot'] == new[False]['e_tot']
+    row['same_orbitals'] = bool((new[True]['mo_occ_coeff'] == new[False]['mo_occ_coeff']).all())
+    with open(path, 'a') as f:
+        print(json.dumps(row), file=f)
+    print(json.dumps(row), flush=True)
+
+
 def _load_mlsr(rec):
     """Load the network once, untimed, as a long generator run has it loaded."""
     from pyscf_mlguess import get_init_guess
@@ -194,10 +238,7 @@ def _load_mlsr(rec):
 def _init_guess(rec, path, order):
     """One molecule: the generator's reference from each guess in ``order``."""
     mol, dm_ref = _stored(rec)
-    sample = qm9.Sample(qm9_index=rec['qm9_index'], smiles=rec['smiles'],
-                        elements=tuple(rec['elements']),
-                        coords_angstrom=mol.atom_coords(unit='Angstrom'),
-                        conformer=rec['conformer'], charge=rec['charge'])
+    sample = _sample(rec, mol)
     row = {'key': rec['key'], 'nao': mol.nao, 'conv_tol': rec['conv_tol'], 'order': order}
     dms = {}
     for guess in order:

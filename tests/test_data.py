@@ -255,3 +255,24 @@ def test_reference_from_the_mlsr_guess_is_the_same_density(water_record):
 def test_reference_guess_is_checked():
     with pytest.raises(ValueError, match="'minao'"):
         generate.reference_calculation(water_sample(), 'pbe', init_guess='huckel')
+
+
+@pytest.mark.parametrize('max_mb', [generate.AO_CACHE_MB, 0])
+def test_kept_ao_values_give_pyscf_s_numbers_exactly(max_mb):
+    mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
+    results = []
+    for ni in (None, generate.CachedAONumInt(max_mb=max_mb)):
+        mf = dft.RKS(mol, xc='pbe')
+        mf.grids.level = 1
+        if ni is not None:
+            evaluated = []
+            ni.eval_ao = lambda *a, _eval=ni.eval_ao, **k: evaluated.append(1) or _eval(*a, **k)
+            mf._numint = ni
+        mf.kernel()
+        results.append((mf.e_tot, mf.make_rdm1(), mf.cycles))
+    (e0, dm0, cycles), (e1, dm1, _) = results
+    assert e1 == e0 and numpy.array_equal(dm1, dm0)
+    if max_mb:                 # one pass over the grid, then the kept blocks every cycle
+        assert 0 < len(evaluated) < cycles / 2
+    else:                      # too large to keep: PySCF's loop, every cycle
+        assert len(evaluated) >= cycles

@@ -12,6 +12,7 @@ import signal
 import time
 
 import numpy as np
+from pyscf.dft import numint
 from pyscf.lib import param
 
 from pyscf_mlguess import __version__
@@ -23,6 +24,47 @@ CONV_TOL = 1e-10
 MAX_CYCLE = 100
 #: PySCF's default SCF tolerance, used to also report the cycles an ordinary user would see.
 DEFAULT_CONV_TOL = 1e-9
+#: Most MB of AO values (with their gradients) a reference keeps on its grid across SCF cycles.
+AO_CACHE_MB = 2000
+
+
+class CachedAONumInt(numint.NumInt):
+    """PySCF's numerical integrator, keeping the AO values on the grid across SCF cycles.
+
+    Each cycle evaluates the same AOs on the same grid again, a large share of a reference's
+    CPU time at grid level 1 (docs/training.md).  The first pass's blocks are kept, read-only, and
+    handed out again while the molecule, the grid and the derivative order are the same objects
+    and the values fit in ``max_mb``; otherwise this is PySCF's loop as it is.  The blocks are
+    PySCF's own, so the results are the same to the last bit.  One instance per SCF object.
+    """
+
+    def __init__(self, max_mb=AO_CACHE_MB):
+        super().__init__()
+        self.max_mb = max_mb
+        self._key = self._blocks = None
+
+    def block_loop(self, mol, grids, nao=None, deriv=0, max_memory=2000, non0tab=None,
+                   blksize=None, buf=None):
+        nao = mol.nao if nao is None else nao
+        key = (mol, grids, grids.coords, deriv, nao)
+        if self._key is not None and all(a is b for a, b in zip(key, self._key)):
+            yield from self._blocks
+            return
+        comp = (deriv + 1) * (deriv + 2) * (deriv + 3) // 6
+        fits = (grids.coords is not None and non0tab is None
+                and comp * nao * len(grids.coords) * 8e-6 <= self.max_mb)
+        loop = super().block_loop(mol, grids, nao, deriv, max_memory, non0tab, blksize,
+                                  None if fits else buf)
+        if not fits:
+            yield from loop
+            return
+        blocks = []
+        for ao, mask, weight, coords in loop:
+            ao = ao.copy(order='K')             # PySCF reuses one buffer for every block
+            ao.setflags(write=False)
+            blocks.append((ao, mask, weight, coords))
+            yield blocks[-1]
+        self._key, self._blocks = key, blocks
 
 
 def _default_cycles(trace, conv_tol=DEFAULT_CONV_TOL):
@@ -35,7 +77,8 @@ def _default_cycles(trace, conv_tol=DEFAULT_CONV_TOL):
 
 
 def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=MAX_CYCLE,
-                          threads=1, density_fit=False, grid_level=None, init_guess='minao'):
+                          threads=1, density_fit=False, grid_level=None, init_guess='minao',
+                          cache_ao=True):
     """Converge restricted KS for one sample from ``init_guess`` (PySCF's default, minao).
 
     With ``density_fit`` the Coulomb (and exact-exchange) integrals are density-fitted with
@@ -46,6 +89,8 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     was computed on.  ``init_guess='mlsr'`` starts from this package's own guess (the shipped
     weights of ``xc``'s family): the same density in fewer cycles, but at the generator's cheap
     level no less CPU time, so ``data generate`` keeps minao (measured in docs/training.md).
+    ``cache_ao`` keeps the AO values on the grid across cycles (:class:`CachedAONumInt`; the
+    same numbers, less time).
 
     Returns a record for :mod:`store`: geometry, level, the occupied orbitals (quantised, see
     :func:`store.quantize_orbitals`), the energy and the SCF's cost from ``init_guess``
@@ -67,6 +112,8 @@ def reference_calculation(sample, xc, basis=BASIS, conv_tol=CONV_TOL, max_cycle=
     mol = gto.M(atom=sample.atom, basis=basis, charge=sample.charge, spin=0, unit='Angstrom',
                 verbose=0)
     mf = dft.RKS(mol, xc=xc)
+    if cache_ao:
+        mf._numint = CachedAONumInt()
     if density_fit:
         mf = mf.density_fit()
     if grid_level is not None:
