@@ -3,6 +3,8 @@
     python benchmarks/ablations.py --cpu-minutes 30 --variants flat,multiscale,coulomb
     python benchmarks/ablations.py --cpu-minutes 30 --learning-curve 75,150,300 \
         --curve-variant flat
+    python benchmarks/ablations.py --cpu-minutes 60 --learning-curve 150,500,1500,3000 \
+        --curve-variant elements-context-coulomb-0.3
     python benchmarks/ablations.py --report-only
     python benchmarks/ablations.py --cpu-minutes 30 --variants flat,wide,deep --cpu-bf16
 
@@ -33,9 +35,11 @@ float32 per-step costs measure the kernel as much as the network).
 ``ablations.md`` puts the variants side by side and says which cheap proxy (box NMAE,
 projected-guess NMAE, Coulomb error) ranks the per-molecule cycle ratios best (Spearman, over
 every variant's molecules pooled).  ``--learning-curve`` trains one variant on the first N
-training samples for each N at the same budget (runs ``<variant>-n<N>``); the report fits
-log(NMAE) against log(N) and says what the trend predicts for 10k and 30k samples, and
-``learning_curve.png`` plots it.  Model selection uses validation molecules only.
+training samples for each N at the same budget (runs ``<variant>-<M>min-n<N>``; those of the
+first curve, at 15 minutes, are ``<variant>-n<N>``); the report gives one curve per budget,
+fits log(NMAE) against log(N) and says what each trend predicts for 10k and 30k samples, and
+``learning_curve.png`` plots them: a curve that falls with the budget but not with N says
+compute, not data, sets the error.  Model selection uses validation molecules only.
 """
 
 import argparse
@@ -240,57 +244,66 @@ def spearman(a, b):
 
 
 def is_curve_run(name, res):
-    """A learning-curve point (run ``<variant>-n<N>``), not a variant of the ablation table
-    (``<variant>`` or ``<variant>-bf16``)."""
+    """A learning-curve point (run ``<variant>[-<M>min]-n<N>``), not a variant of the ablation
+    table (``<variant>`` or ``<variant>-bf16``)."""
     return res.get('variant', name) not in (name, name.removesuffix('-bf16'))
 
 
 def curve_points(results):
-    """The variant of the learning-curve runs and its points (training samples, mean
-    projected-guess NMAE, mean box NMAE): the curve runs and the variant's own run."""
+    """The learning curves: {(variant, CPU minutes): [(training samples, mean projected-guess
+    NMAE, mean box NMAE), ...]}, each from the curve runs of that variant and budget and the
+    variant's own run where its budget is the same."""
     variants = {res['variant'] for name, res in results.items() if is_curve_run(name, res)}
-    if not variants:
-        return None, []
-    variant = sorted(variants)[0]
-    pts = [(res['history'][-1]['train_samples'],
-            statistics.mean(r['guess_nmae'] for r in res['rows'] if 'guess_nmae' in r),
-            statistics.mean(r['box_nmae'] for r in res['rows']))
-           for name, res in results.items() if res.get('variant', name) == variant]
-    return variant, sorted(pts)
+    curves = {}
+    for name, res in results.items():
+        if res.get('variant', name) in variants:
+            key = (res['variant'], res['plan']['cpu_minutes'])
+            curves.setdefault(key, []).append((
+                res['history'][-1]['train_samples'],
+                statistics.mean(r['guess_nmae'] for r in res['rows'] if 'guess_nmae' in r),
+                statistics.mean(r['box_nmae'] for r in res['rows'])))
+    return {key: sorted(pts) for key, pts in sorted(curves.items())}
+
+
+def power_law(pts, i):
+    """(exponent, prefactor) of the least-squares line of log NMAE ``i`` against log N."""
+    import numpy
+    slope, icpt = numpy.polyfit(numpy.log([p[0] for p in pts]),
+                                numpy.log([p[i] for p in pts]), 1)
+    return slope, float(numpy.exp(icpt))
 
 
 def curve_report(results, plot_path=None):
     import numpy
-    variant, pts = curve_points(results)
-    if not pts:
-        return []
-    lines = ['', f'Learning curve ({variant}, the same CPU budget, the first N training samples):',
-             '', '| training samples | projected-guess NMAE | box NMAE |', '|---|---|---|']
-    lines += [f'| {n} | {g:.4f} | {b:.4f} |' for n, g, b in pts]
-    fits = {}
-    if len(pts) >= 3:
-        n = numpy.log([p[0] for p in pts])
-        for i, key in ((1, 'projected-guess NMAE'), (2, 'box NMAE')):
-            slope, icpt = numpy.polyfit(n, numpy.log([p[i] for p in pts]), 1)
-            fits[key] = (slope, icpt)
-            lines.append(f'\n{key} ~ N^{slope:.2f}: predicts {numpy.exp(icpt) * 1e4**slope:.4f} '
-                         f'at 10k samples and {numpy.exp(icpt) * 3e4**slope:.4f} at 30k '
-                         f'(an extrapolation of {len(pts)} points).')
-    if plot_path is not None:
+    curves = curve_points(results)
+    lines = []
+    for (variant, minutes), pts in curves.items():
+        lines += ['', f'Learning curve ({variant}, {minutes:g} CPU minutes each, the first N '
+                  'training samples):', '',
+                  '| training samples | projected-guess NMAE | box NMAE |', '|---|---|---|']
+        lines += [f'| {n} | {g:.4f} | {b:.4f} |' for n, g, b in pts]
+        if len(pts) >= 3:
+            for i, label in ((1, 'projected-guess NMAE'), (2, 'box NMAE')):
+                slope, pre = power_law(pts, i)
+                lines.append(f'\n{label} ~ N^{slope:.2f}: predicts {pre * 1e4**slope:.4f} at '
+                             f'10k samples and {pre * 3e4**slope:.4f} at 30k (an extrapolation '
+                             f'of {len(pts)} points).')
+    if plot_path is not None and curves:
         import matplotlib
         matplotlib.use('Agg')
         from matplotlib import pyplot as plt
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for i, key, mark, color in ((1, 'projected-guess NMAE', 'o', 'C0'),
-                                    (2, 'box NMAE', 's', 'C1')):
-            ax.loglog([p[0] for p in pts], [p[i] for p in pts], mark, color=color, label=key)
-            if key in fits:
-                slope, icpt = fits[key]
-                xs = numpy.geomspace(pts[0][0], 3e4, 50)
-                ax.loglog(xs, numpy.exp(icpt) * xs**slope, '--', color=color, lw=1)
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        for color, ((variant, minutes), pts) in zip(('C0', 'C1', 'C2', 'C3'), curves.items()):
+            for i, label, mark in ((1, 'guess', 'o'), (2, 'box', 's')):
+                ax.loglog([p[0] for p in pts], [p[i] for p in pts], mark, color=color,
+                          label=f'{label}, {minutes:g} CPU min')
+                if len(pts) >= 3:
+                    slope, pre = power_law(pts, i)
+                    xs = numpy.geomspace(pts[0][0], 3e4, 50)
+                    ax.loglog(xs, pre * xs**slope, '--', color=color, lw=1)
         ax.set_xlabel('training samples')
         ax.set_ylabel('validation NMAE')
-        ax.legend()
+        ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(plot_path, dpi=120)
         plt.close(fig)
@@ -366,8 +379,8 @@ def main():
     results = json.loads(path.read_text()) if path.exists() else {}
     jobs = []                                      # (run name, variant, max_train)
     if args.learning_curve:
-        jobs = [(f'{args.curve_variant}-n{int(n)}', args.curve_variant, int(n))
-                for n in args.learning_curve.split(',')]
+        jobs = [(f'{args.curve_variant}-{args.cpu_minutes:g}min-n{int(n)}', args.curve_variant,
+                 int(n)) for n in args.learning_curve.split(',')]
     elif not args.report_only and not args.shipped:
         suffix = '-bf16' if args.cpu_bf16 else ''
         jobs = [(name + suffix, name, args.max_train) for name in args.variants.split(',')]
