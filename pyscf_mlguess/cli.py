@@ -192,7 +192,9 @@ def build_parser():
     t.add_argument('--warmup', type=int, default=100)
     t.add_argument('--channels', type=int, default=None,
                    help='default 16 (network options: defaults in ARCH_DEFAULTS)')
-    t.add_argument('--blocks', type=int, default=None)
+    t.add_argument('--blocks', type=int, default=None,
+                   help='residual blocks (with --init-weights: more than they have adds '
+                        'blocks that start at zero)')
     t.add_argument('--kernel', type=int, default=None)
     t.add_argument('--upsample', type=int, default=None)
     t.add_argument('--up-channels', type=int, default=None)

@@ -417,6 +417,33 @@ def add_branch(model, levels, level_blocks=LEVEL_BLOCKS):
     return wider.eval()
 
 
+def add_blocks(model, blocks):
+    """A copy of a network with ``blocks`` residual blocks in its body instead of fewer: the new
+    blocks go after the old ones, before the body's last convolution, with their second
+    convolution at zero, so each adds nothing and the copy starts as the network it came from
+    (more capacity for a fine-tune to use; the receptive field grows by two kernel radii per
+    new block on each side, so train it with the context to match)."""
+    have = model.arch['blocks']
+    if blocks <= have:
+        raise ValueError(f'add_blocks: the network has {have} residual blocks; asked for '
+                         f'{blocks}, and blocks are only added')
+    deeper = DensitySR(**dict(model.arch, blocks=blocks))
+    state = {}
+    for key, value in model.state_dict().items():
+        parts = key.split('.')
+        if parts[0] == 'body' and int(parts[1]) == have:     # the body's last convolution
+            key = '.'.join(['body', str(blocks)] + parts[2:])
+        state[key] = value
+    missing, unexpected = deeper.load_state_dict(state, strict=False)
+    new = tuple(f'body.{i}.' for i in range(have, blocks))
+    assert not unexpected and all(k.startswith(new) for k in missing), (missing, unexpected)
+    with torch.no_grad():
+        for block in deeper.body[have:blocks]:
+            block.conv2.weight.zero_()
+            block.conv2.bias.zero_()
+    return deeper.eval()
+
+
 #: An ion's net charge goes where the SAD density exceeds about this (e/Bohr^3): weight
 #: rho / (rho + ION_CHARGE_DENSITY), flat inside the molecule and fading at its surface
 #: (docs/design.md, "Ions").

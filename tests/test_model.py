@@ -493,3 +493,24 @@ def test_the_predictor_gives_the_network_the_molecules_charge(monkeypatch):
     field = predictor(mol, grid, numpy.random.default_rng(0).random(grid.shape))
     assert field.values.shape == grid.shape
     assert seen and all(e == 1 for e in seen)
+
+
+def test_a_network_given_more_blocks_starts_as_the_shallower_one():
+    torch.manual_seed(0)
+    shallow = model.DensitySR(channels=4, blocks=2, upsample=2, up_channels=2,
+                              charge_input=True).eval()
+    torch.nn.init.normal_(shallow.tail.weight, std=0.1)      # a network that predicts something
+    deeper = model.add_blocks(shallow, 4)
+    assert deeper.arch == dict(shallow.arch, blocks=4) and len(deeper.body) == 5
+    assert deeper.receptive_radius == shallow.receptive_radius + 4     # 2 blocks of 2 3³ convs
+    x = torch.rand(1, 1, 9, 8, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(x, electrons=1), shallow(x, electrons=1),
+                                   rtol=0, atol=0)
+        # the old blocks and the body's last convolution are the same tensors' values
+        torch.testing.assert_close(deeper.body[4].weight, shallow.body[2].weight)
+        # once a new block's second convolution is not zero, it changes the output
+        torch.nn.init.normal_(deeper.body[3].conv2.weight, std=0.1)
+        assert (deeper(x, electrons=1) - shallow(x, electrons=1)).abs().max() > 1e-5
+    with pytest.raises(ValueError, match='has 4 residual blocks; asked for 4'):
+        model.add_blocks(deeper, 4)

@@ -464,25 +464,43 @@ def test_compare_weights_pairs_each_molecule_and_resumes(water_set, tmp_path, mo
             in (tmp_path / 'cmp' / 'run-0.1-vs-run-0.1.md').read_text())
 
 
-def test_a_flat_network_starts_one_with_a_branch(water_set, tmp_path):
+def _grafted(water_set, tmp_path, arch, **kwargs):
+    """A small network trained, then fine-tuned from its weights with ``arch`` (a graft that
+    starts at zero); checks that the fine-tune was measured first as the weights it came from.
+    Returns (weights it came from, fine-tune folder, its parameters)."""
     folder, cache = water_set
-    start = tmp_path / 'start'
-    train([folder], [folder], str(start), epochs=1, cache_dir=cache, **SMALL)
-    out = tmp_path / 'wide'
-    params = dict(SMALL, arch={'levels': 1}, spacing=None, margin=None)
-    train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
-          init_weights=str(start / 'weights.pt'), **params)
-    net, meta = model.load_weights(out / 'weights.pt')
-    assert net.arch == dict(model.load_weights(start / 'weights.pt')[0].arch, levels=1,
-                            level_blocks=2)
-    # measured first as the weights it came from: the graft changes nothing at the start
-    start_last = json.loads(model.load_weights(start / 'weights.pt')[1]['history'])[-1]
+    start = tmp_path / 'start' / 'weights.pt'
+    train([folder], [folder], str(start.parent), epochs=1, cache_dir=cache, **SMALL)
+    out = tmp_path / 'grafted'
+    params = dict(SMALL, arch=arch, spacing=None, margin=None, cache_dir=cache,
+                  init_weights=str(start), **kwargs)
+    train([folder], [folder], str(out), **params)
+    start_last = json.loads(model.load_weights(start)[1]['history'])[-1]
+    meta = model.load_weights(out / 'weights.pt')[1]
     assert json.loads(meta['start_valid'])[folder]['valid_nmae'] == pytest.approx(
         start_last['valid_nmae'], rel=1e-6)
-    history = train([folder], [folder], str(out), epochs=2, sitting_epochs=1, cache_dir=cache,
-                    init_weights=str(start / 'weights.pt'), **params)     # resumes
+    return start, out, params
+
+
+def test_a_flat_network_starts_one_with_a_branch(water_set, tmp_path):
+    folder, _ = water_set
+    start, out, params = _grafted(water_set, tmp_path, {'levels': 1}, epochs=2, sitting_epochs=1)
+    net = model.load_weights(out / 'weights.pt')[0]
+    assert net.arch == dict(model.load_weights(start)[0].arch, levels=1, level_blocks=2)
+    history = train([folder], [folder], str(out), **params)              # resumes
     assert [h['epoch'] for h in history] == [1, 2]
     assert model.load_weights(out / 'weights.pt')[0].branch.up.weight.abs().max() > 0
+
+
+def test_a_network_asked_for_more_blocks_gets_them(water_set, tmp_path):
+    folder, _ = water_set
+    start, out, params = _grafted(water_set, tmp_path, {'blocks': 3}, epochs=1)
+    net = model.load_weights(out / 'weights.pt')[0]
+    assert net.arch == dict(model.load_weights(start)[0].arch, blocks=3)
+    assert net.body[2].conv2.weight.abs().max() > 0          # the new blocks learn
+    with pytest.raises(ValueError, match='fixes the network and its box'):
+        train([folder], [folder], str(tmp_path / 'shallower'),
+              **dict(params, init_weights=str(out / 'weights.pt'), arch={'blocks': 2}))
 
 
 def test_a_network_without_the_charge_starts_one_that_takes_it(water_set, tmp_path):

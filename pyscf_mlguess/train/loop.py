@@ -47,8 +47,9 @@ from torch import nn
 
 from pyscf_mlguess.data.dataset import DensityDataset
 from pyscf_mlguess.field import coulomb_kernel_spectrum, hartree_potential
-from pyscf_mlguess.model import (LEVEL_BLOCKS, DensitySR, add_branch, add_charge_input,
-                                 load_weights, predict_delta, refine_output, save_weights)
+from pyscf_mlguess.model import (LEVEL_BLOCKS, DensitySR, add_blocks, add_branch,
+                                 add_charge_input, load_weights, predict_delta, refine_output,
+                                 save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -308,7 +309,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     ``init_weights`` without the charge input and ``arch`` asking for ``charge_input`` start a
     network that takes the molecule's charge from them (:func:`add_charge_input`); a flat
     ``init_weights`` and ``arch`` asking for ``levels`` add a multi-scale branch to them
-    (:func:`add_branch`).
+    (:func:`add_branch`); ``arch`` asking for more ``blocks`` than ``init_weights`` have adds
+    residual blocks that start at zero (:func:`add_blocks`).
     A run from ``init_weights`` first measures those weights on the validation
     sets (``start_valid`` in the checkpoint and the weights' metadata).  ``folder_weights``
     (one per training folder) draws each folder's samples with that share of the steps, however
@@ -345,6 +347,9 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
             # the molecule's charge as a new input, whose filters start at zero
             # (model.add_charge_input): the run starts where the weights stand
             model = add_charge_input(model)
+        if (arch or {}).get('blocks', 0) > model.arch['blocks']:
+            # residual blocks added at zero (model.add_blocks): the run starts where it stood
+            model = add_blocks(model, arch['blocks'])
         if (arch or {}).get('levels') and model.branch is None:
             # a multi-scale branch whose way back starts at zero (model.add_branch)
             model = add_branch(model, arch['levels'], arch.get('level_blocks', LEVEL_BLOCKS))
