@@ -240,7 +240,7 @@ def _init_guess(rec, path, order):
     mol, dm_ref = _stored(rec)
     sample = _sample(rec, mol)
     row = {'key': rec['key'], 'nao': mol.nao, 'conv_tol': rec['conv_tol'], 'order': order}
-    dms = {}
+    s, dms = mol.intor('int1e_ovlp'), {}
     for guess in order:
         t = time.process_time()
         new = reference_calculation(sample, rec['xc'], conv_tol=rec['conv_tol'], density_fit=True,
@@ -249,8 +249,8 @@ def _init_guess(rec, path, order):
                       'cycles': new[f'{guess}_cycles'],
                       'cycles_default_tol': new[f'{guess}_cycles_default_tol'],
                       'converged': new['converged'], 'e_tot': new['e_tot']}
-        dms[guess] = store.density_matrix_from_orbitals(new['mo_occ_coeff'],
-                                                        mol.intor('int1e_ovlp'))
+        dms[guess] = store.density_matrix_from_orbitals(
+            new['mo_occ_coeff'] * store.ORBITAL_QUANTUM, s)   # as stored: quantised int32
     fine = _level3_grid(mol)
     row['nmae_mlsr_minao'] = density_nmae(mol, dms['mlsr'], dms['minao'], fine)
     row['dE_mlsr_minao'] = row['mlsr']['e_tot'] - row['minao']['e_tot']
