@@ -3,7 +3,8 @@
     python benchmarks/by_class.py
 
 For every class (a results folder of ``run_scf.py``, or the molecules of one made by some of the
-derivation rules of :mod:`pyscf_mlguess.data.derived`, which end each name) and functional:
+derivation rules of :mod:`pyscf_mlguess.data.derived`, which end each name, or those of a
+benchmark set with or without some elements) and functional:
 the molecules whose mlsr and minao runs were timed side by side, the median per-molecule ratios
 mlsr / minao of SCF cycles, effective cycles and total wall time, the summed cycles of both, the
 cycle each guess's SCF started DIIS from (``mf.diis_start_cycle``; the mlsr guess sets 0), the
@@ -15,10 +16,12 @@ partial row is never read as a finished one.  Writes ``benchmarks/results/by_cla
 """
 
 import argparse
+import functools
 import pathlib
 import statistics
 
 from pyscf_mlguess.benchmark import is_failure, side_by_side
+from pyscf_mlguess.benchmark.molecules import load_molecules
 from pyscf_mlguess.benchmark.runner import load_results, progress_label
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -28,7 +31,23 @@ RESULTS = HERE / 'results'
 DERIVED_COMPOUNDS = ('o2s', 'h2cl', 'h2br', 'n2p', 'c2si')
 DERIVED_IONS = ('anion', 'cation')
 
-#: (class, results folder[, derivation rules of the molecules kept])
+
+
+@functools.cache
+def _names_containing(molecule_set, symbols):
+    return frozenset(name for name, _ in load_molecules(str(HERE / 'molecules' / molecule_set),
+                                                        containing=symbols))
+
+
+def set_with(molecule_set, symbols, present=True):
+    """A filter on molecule names: those of ``benchmarks/molecules/<molecule_set>`` with at
+    least one of the element ``symbols`` (``present=False``: with none of them)."""
+    def keep(name):
+        return (name in _names_containing(molecule_set, tuple(symbols))) == present
+    return keep
+
+
+#: (class, results folder[, the molecules kept: derivation rules, or a filter on names])
 CLASSES = [
     ('QM9 organics (in domain)', 'qm9-test-0.4-guess-diis'),
     ('QM9 organics (in domain)', 'qm9-test-b3lyp-0.3-guess-diis'),
@@ -37,6 +56,10 @@ CLASSES = [
     ('QM9 organics (in domain)', 'qm9-test-0.3'),
     ('QM9 organics (in domain)', 'qm9-test-0.2'),
     ('QM9 organics (in domain)', 'qm9-test'),
+    ('drug-like with S or Cl, density fitting (in domain)', 'drugs-df-0.4-guess-diis',
+     set_with('drugs', ('S', 'Cl'))),
+    ('drug-like, density fitting (in domain)', 'drugs-df-0.4-guess-diis',
+     set_with('drugs', ('S', 'Cl'), present=False)),
     ('drug-like with S or Cl, density fitting (in domain)', 'drugs-df-0.4'),
     ('drug-like, density fitting (in domain)', 'drugs-df'),
     ('closed shells with Si, P, S, Cl, B, Al, Li, Na, ...', 'by_class/main_group'),
@@ -77,13 +100,17 @@ def diis_start_of(records):
     return ', '.join(map(str, sorted(used)))
 
 
-def rows_of(label, folder, rules=None, results=RESULTS):
-    """Table rows of one class: ``folder``'s molecules, those made by ``rules`` only if given."""
+def rows_of(label, folder, keep=None, results=RESULTS):
+    """Table rows of one class: ``folder``'s molecules; if ``keep`` is given, only those made by
+    its derivation rules (a tuple) or those it passes (a filter on names)."""
     data = load_results(results / folder / 'results.json')
     policy = data.get('outside_domain') or '–'
     if progress_label(data):
         label = f'{label} ({progress_label(data)})'
-    records = [r for r in data['records'] if rules is None or rule_of(r['molecule']) in rules]
+    if keep is not None and not callable(keep):
+        rules = keep
+        keep = lambda name: rule_of(name) in rules          # noqa: E731
+    records = [r for r in data['records'] if keep is None or keep(r['molecule'])]
     out = []
     for xc, basis in sorted({(r['xc'], r['basis']) for r in records}):
         recs = [r for r in records if (r['xc'], r['basis']) == (xc, basis)]
@@ -119,8 +146,8 @@ def main():
              '| mlsr guess, SCF cycles (median) | mlsr runs elsewhere | handed over to minao '
              '| mlsr outside the domain | results |',
              '|' + '---|' * 14]
-    for label, folder, *rules in CLASSES:
-        lines += rows_of(label, folder, *rules)
+    for label, folder, *keep in CLASSES:
+        lines += rows_of(label, folder, *keep)
     text = '\n'.join(lines) + '\n'
     pathlib.Path(args.out).write_text(text)
     print(text)

@@ -440,6 +440,9 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     assert '| 1 | 1.20 | 12 / 10 |' in ions
     everything, = by_class.rows_of('all', 'derived', results=tmp_path)
     assert '| all | PBE / def2-svp | 0.1 | 1 / 1 | 4 | 1.00 | 40 / 40 |' in everything
+    kept, = by_class.rows_of('by name', 'derived', lambda name: '-000002-' in name,
+                             results=tmp_path)
+    assert '| 1 | 0.90 | 9 / 10 |' in kept
     assert by_class.rows_of('none', 'missing', results=tmp_path) == []
     (tmp_path / 'derived' / 'results.json').write_text(json.dumps({'records': records,
                                                                    'pending': 3}))
@@ -450,6 +453,17 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
     # the guess's own DIIS start, recorded per run, else the folder's setting, else PySCF's
     assert by_class.diis_start_of([{'diis_start_cycle_used': 0}, {'diis_start_cycle': 0}]) == '0'
     assert by_class.diis_start_of([{'diis_start_cycle_used': 0}, {}]) == '0, 1'
+
+
+def test_by_class_filters_a_benchmark_set_by_its_elements():
+    spec = importlib.util.spec_from_file_location('by_class', ROOT / 'benchmarks' / 'by_class.py')
+    by_class = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(by_class)
+    with_s_or_cl = by_class.set_with('drugs', ('S', 'Cl'))
+    without = by_class.set_with('drugs', ('S', 'Cl'), present=False)
+    assert with_s_or_cl('omeprazole') and with_s_or_cl('diclofenac')      # S; Cl
+    assert not with_s_or_cl('ibuprofen') and without('ibuprofen')
+    assert not without('captopril')
 
 
 def test_compare_settings_counts_the_cycles_of_the_same_molecules(tmp_path):
