@@ -670,3 +670,38 @@ def test_the_box_margin_study_shrinks_the_box_and_restores_the_trained_margin(wa
     assert summary['5.0']['ratio']['guess_nmae'] == 1
     assert summary['3.0']['ratio']['guess_nmae'] == pytest.approx(
         small['guess_nmae'] / big['guess_nmae'])
+
+
+def test_symmetry_average_turns_each_answer_back():
+    import torch
+    from pyscf import gto
+    from pyscf_mlguess import model
+    from pyscf_mlguess.data.dataset import apply_cube_symmetry
+    from pyscf_mlguess.grid import make_grid
+    spec = importlib.util.spec_from_file_location('symmetry_average',
+                                                  ROOT / 'benchmarks' / 'symmetry_average.py')
+    sym = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sym)
+    assert len({(tuple(p), tuple(f)) for p, f in sym.SYMMETRIES}) == 48
+    assert sym.SYMMETRIES[:2] == [([0, 1, 2], []), ([0, 1, 2], [0, 1, 2])]
+    torch.manual_seed(0)
+    net = model.DensitySR(channels=4, blocks=1, up_channels=2, upsample=1)
+    with torch.no_grad():                       # its output layer starts at zero
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    meta = {'xc': 'pbe', 'input_spacing': 0.4, 'output_spacing': 0.4, 'margin': 3.0}
+    mol = gto.M(atom=WATER, basis='sto-3g')
+    grid = make_grid(mol, 0.4, 3.0)
+    x = torch.rand(grid.shape).numpy()
+    averaged = sym.SymmetryAveraged(net, meta, device='cpu')
+    plain = model.CNNPredictor(net, meta, device='cpu')(mol, grid, x).values
+    numpy.testing.assert_allclose(averaged(mol, grid, x).values, plain, atol=1e-6)  # k = 1
+    averaged.count = 48
+    full = averaged(mol, grid, x).values
+    assert not numpy.allclose(full, plain, atol=1e-4)      # a random network is not equivariant
+    # averaged over the whole group, the answer turns with its input: an inversion here
+    turned = apply_cube_symmetry(x, [0, 1, 2], [0, 1, 2]).copy()
+    again = sym.SymmetryAveraged(net, meta, device='cpu')
+    again.count = 48
+    numpy.testing.assert_allclose(again(mol, grid, turned).values,
+                                  apply_cube_symmetry(full, [0, 1, 2], [0, 1, 2]), atol=1e-6)
