@@ -32,7 +32,6 @@ DERIVED_COMPOUNDS = ('o2s', 'h2cl', 'h2br', 'n2p', 'c2si')
 DERIVED_IONS = ('anion', 'cation')
 
 
-
 @functools.cache
 def _names_containing(molecule_set, symbols):
     return frozenset(name for name, _ in load_molecules(str(HERE / 'molecules' / molecule_set),
