@@ -447,22 +447,42 @@ class RadialSAD(RadialAtoms):
                          {k: None if prof is None else prof[1] for k, prof in profiles.items()})
 
 
+def signed_factors(dm, rtol=1e-12):
+    """``(coeff, sign)`` with ``dm = coeff @ diag(sign) @ coeff.T``, from the eigenvectors of the
+    symmetric ``dm`` whose eigenvalues exceed ``rtol`` times the largest in magnitude.
+
+    A converged density matrix has the rank of its occupied orbitals and a SAD one the rank of
+    the atoms' occupied shells, so their difference is of low rank too; what is dropped is
+    rounding noise (its density is below ``rtol`` of the largest, far below float32)."""
+    w, v = numpy.linalg.eigh(dm)
+    keep = numpy.abs(w) > rtol * numpy.abs(w).max(initial=0.0)
+    return v[:, keep] * numpy.sqrt(numpy.abs(w[keep])), numpy.sign(w[keep])
+
+
 def density_on_grid(mol, dm, grid, blksize=8000):
     """Spin-summed density of an AO density matrix ``dm`` on ``grid``, shape ``grid.shape``.
 
     Evaluated by AOs in blocks of points (the way :mod:`pyscf.tools.cubegen` does), with PySCF's
-    AO screening; ``dm`` may be a spin pair (alpha, beta).
+    AO screening; ``dm`` may be a spin pair (alpha, beta).  Where ``dm`` is of low rank (a
+    converged density matrix, or its difference from SAD's) the density is summed over its
+    eigenvectors (:func:`signed_factors`), which costs ``rank / nao`` of contracting the AOs with
+    the full matrix (:func:`pyscf.dft.numint.eval_rho`).
     """
     dm = numpy.asarray(dm)
     if dm.ndim == 3:
         dm = dm[0] + dm[1]
+    coeff, sign = signed_factors(dm)
+    low_rank = 4 * coeff.shape[1] < 3 * dm.shape[0]
     rho = numpy.empty(grid.size)
     blksize = max(numint.BLKSIZE, blksize // numint.BLKSIZE * numint.BLKSIZE)
     for p0, p1 in lib.prange(0, grid.size, blksize):
         coords = grid.coords(p0, p1)
         mask = numint.make_mask(mol, coords)
         ao = numint.eval_ao(mol, coords, non0tab=mask)
-        rho[p0:p1] = numint.eval_rho(mol, ao, dm, non0tab=mask)
+        if low_rank:
+            rho[p0:p1] = numpy.square(ao @ coeff) @ sign
+        else:
+            rho[p0:p1] = numint.eval_rho(mol, ao, dm, non0tab=mask)
     return rho.reshape(grid.shape)
 
 

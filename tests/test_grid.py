@@ -6,7 +6,8 @@ from pyscf.scf import hf
 import pyscf_mlguess  # noqa: F401  (registers 'mlsr')
 from pyscf_mlguess import ZeroPredictor, config
 from pyscf_mlguess.grid import (check_atomic_shells, density_on_grid, make_grid,
-                                principal_axes, sad_density_matrix, sad_density_on_grid)
+                                principal_axes, sad_density_matrix, sad_density_on_grid,
+                                signed_factors)
 
 
 def test_box_encloses_atoms_with_margin(water):
@@ -99,6 +100,26 @@ def test_sad_on_grid_matches_ao_evaluation(cart):
     rho = sad_density_on_grid(mol, grid, dm)
     ref = density_on_grid(mol, dm, grid)
     assert numpy.abs(rho - ref).sum() / ref.sum() < 1e-4
+
+
+def test_density_of_a_low_rank_difference_matches_pyscf(water, water_pbe):
+    """A converged density matrix less SAD's is of low rank: summed over its eigenvectors, the
+    density is PySCF's ``eval_rho`` of the full matrix to rounding."""
+    from pyscf.dft import numint
+    delta = water_pbe[1] - sad_density_matrix(water)[0]
+    coeff, sign = signed_factors(delta)
+    assert coeff.shape[1] < 0.75 * water.nao          # the route under test is taken
+    numpy.testing.assert_allclose(coeff @ numpy.diag(sign) @ coeff.T, delta, atol=1e-12)
+    grid = make_grid(water, spacing=0.2, margin=3.0)
+    coords = grid.coords(0, grid.size)
+    ref = numint.eval_rho(water, numint.eval_ao(water, coords), delta).reshape(grid.shape)
+    rho = density_on_grid(water, delta, grid)
+    assert numpy.abs(ref).max() > 0.1
+    numpy.testing.assert_allclose(rho, ref, rtol=0, atol=1e-12)
+    full = delta + 1e-3 * numpy.eye(water.nao)         # full rank: eval_rho's own route
+    assert signed_factors(full)[0].shape[1] == water.nao
+    ref = numint.eval_rho(water, numint.eval_ao(water, coords), full).reshape(grid.shape)
+    numpy.testing.assert_allclose(density_on_grid(water, full, grid), ref, rtol=0, atol=1e-12)
 
 
 def test_sad_on_grid_integrates_to_electrons(water):
