@@ -33,7 +33,7 @@ def _step(model, patches, spacing, bf16):
     for item in patches:
         t = time.perf_counter()
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            pred = model(item['x'])
+            pred = model(item['x'], item['electrons'])
         loss = patch_loss(pred, item, spacing, 1.0, {})
         (loss / len(patches)).backward()
         total += float(loss) / len(patches)
@@ -75,7 +75,8 @@ def main(argv=None):
             loss32, grad32, sec32 = _step(model, patches, spacing, False)
             loss16, grad16, sec16 = _step(model, patches, spacing, True)
             row = {'step': i, 'weights': pathlib.Path(args.weights).name,
-                   'threads': args.threads,
+                   'threads': args.threads, 'context': args.context,
+                   'cpu_capability': torch.backends.cpu.get_cpu_capability(),
                    'shapes': [list(p['x'].shape[-3:]) for p in patches],
                    'fp32_s': [round(s, 4) for s in sec32], 'bf16_s': [round(s, 4) for s in sec16],
                    'loss_rel_diff': abs(loss16 - loss32) / loss32,

@@ -51,9 +51,11 @@ def test_resume_is_exact_and_weights_are_written(water_set, tmp_path):
     assert meta['valid_nmae'] > 0
 
 
-def test_cpu_bf16_is_a_setting_of_the_sitting(water_set, tmp_path):
+def test_cpu_bf16_is_a_setting_of_the_sitting(water_set, tmp_path, monkeypatch):
     """bfloat16 steps follow the float32 ones closely, each epoch records which it used, and a
     run may switch between sittings (the recipe does not hold it)."""
+    from pyscf_mlguess.train import loop
+    monkeypatch.setattr(loop, 'cpu_has_native_bf16', lambda: True)   # emulated or not
     folder, cache = water_set
     fp32 = train([folder], [folder], str(tmp_path / 'fp32'), epochs=2, cache_dir=cache,
                  loader_workers=0, **SMALL)
@@ -66,6 +68,21 @@ def test_cpu_bf16_is_a_setting_of_the_sitting(water_set, tmp_path):
     both = train([folder], [folder], out, epochs=2, cache_dir=cache, loader_workers=0, **SMALL)
     assert [h['bf16'] for h in both] == [True, False]
     assert both[1]['valid_nmae'] == pytest.approx(fp32[1]['valid_nmae'], rel=1e-3)
+
+
+def test_cpu_bf16_is_declined_without_native_bfloat16(water_set, tmp_path, monkeypatch):
+    """Where the CPU would emulate bfloat16 the sitting warns and trains in float32: the same
+    losses as a float32 run, and the epochs say so."""
+    from pyscf_mlguess.train import loop
+    monkeypatch.setattr(loop, 'cpu_has_native_bf16', lambda: False)
+    folder, cache = water_set
+    fp32 = train([folder], [folder], str(tmp_path / 'fp32'), epochs=1, cache_dir=cache,
+                 loader_workers=0, **SMALL)
+    with pytest.warns(UserWarning, match='no native bfloat16'):
+        asked = train([folder], [folder], str(tmp_path / 'asked'), epochs=1, cache_dir=cache,
+                      loader_workers=0, cpu_bf16=True, **SMALL)
+    assert asked[0]['bf16'] is False
+    assert asked[0]['train_patch_loss'] == fp32[0]['train_patch_loss']
 
 
 def test_valid_every_skips_epochs_but_never_a_sittings_last(water_set, tmp_path):

@@ -29,8 +29,10 @@ takes oneDNN for a 3D convolution only when channels x depth x height exceed 204
 native ``slow_conv3d``, which for some shapes is several times slower: a 16-channel patch whose
 first two edges the box's faces cut to about 32 voxels costs more than a whole 40^3 one.
 bfloat16 always takes oneDNN, which on a CPU with native bfloat16 (AVX512-BF16, AMX) is also
-faster per voxel.  Measured in docs/training.md; it is a setting of the sitting, not of the
-recipe (each epoch records it), so a run may switch between sittings.
+faster per voxel; on one without (:func:`cpu_has_native_bf16`), oneDNN emulates it some forty
+times slower than float32, so there ``cpu_bf16`` is declined with a warning and the sitting runs
+in float32.  Measured in docs/training.md; it is a setting of the sitting, not of the recipe
+(each epoch records what it used), so a run may switch between sittings and machines.
 """
 
 import copy
@@ -40,6 +42,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy
 import torch
@@ -52,6 +55,15 @@ from pyscf_mlguess.model import (LEVEL_BLOCKS, DensitySR, add_blocks, add_branch
                                  save_weights)
 
 CHECKPOINT = 'checkpoint.pt'
+
+
+def cpu_has_native_bf16():
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX), as PyTorch itself
+    asks; False where the build cannot tell."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def nmae(pred, ref, voxel_volume, n_electrons):
@@ -424,6 +436,11 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
         # the weights as given, measured like every epoch: whether fine-tuning helped is on
         # record (the selection is made on validation, never on the test split)
         start_valid = _validate_each(kept, valid_sets, device, guess_valid)
+    if device.type == 'cpu' and cpu_bf16 and not cpu_has_native_bf16():
+        warnings.warn('cpu_bf16 (--cpu-bf16) declined: this CPU has no native bfloat16 '
+                      '(AVX512-BF16 or AMX), where bfloat16 steps run some forty times slower '
+                      'than float32 (docs/training.md); this sitting trains in float32')
+        cpu_bf16 = False
     use_amp = device.type == 'cuda' or (device.type == 'cpu' and cpu_bf16)
     spectra = {}
     t_start = time.perf_counter()
