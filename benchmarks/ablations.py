@@ -30,7 +30,9 @@ Each trained variant is then measured on the first validation samples:
 ``--cpu-bf16`` trains (and calibrates) with bfloat16 autocast, as ``train --cpu-bf16`` does; its
 runs are named ``<variant>-bf16``, beside the float32 ones (docs/training.md: in float32 the
 patch shape decides whether a convolution takes oneDNN or PyTorch's slow native loop, so the
-float32 per-step costs measure the kernel as much as the network).
+float32 per-step costs measure the kernel as much as the network). On a CPU without native
+bfloat16 ``train`` declines it (a warning) and the budget is calibrated in float32; the plan
+records ``bf16_native``.
 
 ``ablations.md`` puts the variants side by side and says which cheap proxy (box NMAE,
 projected-guess NMAE, Coulomb error) ranks the per-molecule cycle ratios best (Spearman, over
@@ -145,7 +147,7 @@ def total_steps(plan):
 
 
 def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False):
-    from pyscf_mlguess.train.loop import train
+    from pyscf_mlguess.train.loop import cpu_has_native_bf16, train
     out = RUNS / name
     plan_path = out / 'plan.json'
     if plan_path.exists():                    # resume with the step count chosen at the start
@@ -154,14 +156,16 @@ def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False):
             raise SystemExit(f'{plan_path} was planned with bf16={plan.get("bf16", False)}; '
                              f'resume it with the same --cpu-bf16 setting')
     else:
-        per_step = cpu_seconds_per_step(kwargs, bf16=bf16)
+        # calibrated in the precision the steps will run in: train declines bf16 on a CPU
+        # without native bfloat16, where emulated steps would price the budget some 40x short
+        per_step = cpu_seconds_per_step(kwargs, bf16=bf16 and cpu_has_native_bf16())
         steps = max(STEPS_PER_EPOCH, int(cpu_minutes * 60 / per_step))
         epochs = math.ceil(steps / STEPS_PER_EPOCH)
         # epochs of equal length that add up to the budget's steps (not rounded up to whole
         # epochs of STEPS_PER_EPOCH, which favours the costly variants)
         plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes, 'epochs': epochs,
                 'steps_per_epoch': math.ceil(steps / epochs), 'threads': torch.get_num_threads(),
-                'bf16': bf16}
+                'bf16': bf16, 'bf16_native': cpu_has_native_bf16()}
         out.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan, indent=1))
     kwargs = dict({'batch': BATCH, 'patch': PATCH}, **kwargs)
