@@ -38,10 +38,11 @@ records ``bf16_native``.
 projected-guess NMAE, Coulomb error) ranks the per-molecule cycle ratios best (Spearman, over
 every variant's molecules pooled).  ``--learning-curve`` trains one variant on the first N
 training samples for each N at the same budget (runs ``<variant>-<M>min-n<N>``; those of the
-first curve, at 15 minutes, are ``<variant>-n<N>``); the report gives one curve per budget,
-fits log(NMAE) against log(N) and says what each trend predicts for 10k and 30k samples, and
-``learning_curve.png`` plots them: a curve that falls with the budget but not with N says
-compute, not data, sets the error.  Model selection uses validation molecules only.
+first curve, at 15 minutes, are ``<variant>-n<N>``): the curve's first point is calibrated and
+every later N runs its step count (``shared_from`` in the plan).  The report gives one curve
+per budget, fits log(NMAE) against log(N) and says what each trend predicts for 10k and 30k
+samples, and ``learning_curve.png`` plots them: a curve that falls with the budget but not
+with N says compute, not data, sets the error.  Model selection uses validation molecules only.
 """
 
 import argparse
@@ -146,7 +147,23 @@ def total_steps(plan):
     return plan['epochs'] * steps_of_epoch(plan)
 
 
-def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False):
+def curve_plan(name):
+    """The plan a new learning-curve point ``<prefix>-n<N>`` shares: that of the curve's first
+    planned point (smallest N), or None.  A curve holds the compute fixed, so every N runs the
+    same steps; calibrating each point anew would let the machine (or, on one machine, the
+    timer's noise) set the step count, not the budget."""
+    prefix = name[:name.rindex('-n') + 2]
+    planned = [(int(p.parent.name[len(prefix):]), p) for p in RUNS.glob(f'{prefix}*/plan.json')
+               if p.parent.name[len(prefix):].isdigit()]
+    if not planned:
+        return None
+    n, path = min(planned)
+    return dict(json.loads(path.read_text()), shared_from=path.parent.name)
+
+
+def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False, shared=None):
+    """Train run ``name`` for ``cpu_minutes`` of calibrated optimiser steps (or, with
+    ``shared``, the steps of that plan) and return (plan, history)."""
     from pyscf_mlguess.train.loop import cpu_has_native_bf16, train
     out = RUNS / name
     plan_path = out / 'plan.json'
@@ -155,6 +172,14 @@ def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False):
         if plan.get('bf16', False) != bf16:
             raise SystemExit(f'{plan_path} was planned with bf16={plan.get("bf16", False)}; '
                              f'resume it with the same --cpu-bf16 setting')
+    elif shared is not None:
+        if shared.get('bf16', False) != bf16:
+            raise SystemExit(f'{name} would share the plan of {shared["shared_from"]}, planned '
+                             f'with bf16={shared.get("bf16", False)}; run the curve with the '
+                             f'same --cpu-bf16 setting')
+        plan = shared
+        out.mkdir(parents=True, exist_ok=True)
+        plan_path.write_text(json.dumps(plan, indent=1))
     else:
         # calibrated in the precision the steps will run in: train declines bf16 on a CPU
         # without native bfloat16, where emulated steps would price the budget some 40x short
@@ -255,8 +280,8 @@ def is_curve_run(name, res):
 
 def curve_points(results):
     """The learning curves: {(variant, CPU minutes): [(training samples, mean projected-guess
-    NMAE, mean box NMAE), ...]}, each from the curve runs of that variant and budget and the
-    variant's own run where its budget is the same."""
+    NMAE, mean box NMAE, optimiser steps), ...]}, each from the curve runs of that variant and
+    budget and the variant's own run where its budget is the same."""
     variants = {res['variant'] for name, res in results.items() if is_curve_run(name, res)}
     curves = {}
     for name, res in results.items():
@@ -265,7 +290,8 @@ def curve_points(results):
             curves.setdefault(key, []).append((
                 res['history'][-1]['train_samples'],
                 statistics.mean(r['guess_nmae'] for r in res['rows'] if 'guess_nmae' in r),
-                statistics.mean(r['box_nmae'] for r in res['rows'])))
+                statistics.mean(r['box_nmae'] for r in res['rows']),
+                total_steps(res['plan'])))
     return {key: sorted(pts) for key, pts in sorted(curves.items())}
 
 
@@ -284,8 +310,9 @@ def curve_report(results, plot_path=None):
     for (variant, minutes), pts in curves.items():
         lines += ['', f'Learning curve ({variant}, {minutes:g} CPU minutes each, the first N '
                   'training samples):', '',
-                  '| training samples | projected-guess NMAE | box NMAE |', '|---|---|---|']
-        lines += [f'| {n} | {g:.4f} | {b:.4f} |' for n, g, b in pts]
+                  '| training samples | projected-guess NMAE | box NMAE | steps |',
+                  '|---|---|---|---|']
+        lines += [f'| {n} | {g:.4f} | {b:.4f} | {steps} |' for n, g, b, steps in pts]
         if len(pts) >= 3:
             for i, label in ((1, 'projected-guess NMAE'), (2, 'box NMAE')):
                 slope, pre = power_law(pts, i)
@@ -421,7 +448,8 @@ def main():
         what, kwargs = VARIANTS[variant]
         mine.add(name)
         plan, history = train_variant(name, kwargs, args.cpu_minutes, max_train, args.cache,
-                                      bf16=args.cpu_bf16)
+                                      bf16=args.cpu_bf16,
+                                      shared=curve_plan(name) if args.learning_curve else None)
         if len(history) < plan['epochs']:
             break                                           # stopped early: resume later
         entry = results.setdefault(name, {'rows': []})
