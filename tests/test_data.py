@@ -122,6 +122,24 @@ def test_generate_two_qm9_molecules_end_to_end(tmp_path):
     assert again == result
 
 
+def test_local_cluster_workers_do_not_profile():
+    """The local cluster's worker runs without Dask's 10 ms profiler, the setting scoped to the
+    cluster (the caller's Dask config is left as it was)."""
+    import dask
+    import dask.distributed                           # noqa: F401  (its config defaults)
+    before = dask.config.get('distributed.worker.profile.enabled')
+    client, cluster = generate._client(None, 1)
+    try:
+        seen = client.run(lambda: dask.config.get('distributed.worker.profile.enabled'))
+        assert list(seen.values()) == [False]
+        assert client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler._tick_interval) == 1.0
+    finally:
+        client.close()
+        cluster.close()
+    assert dask.config.get('distributed.worker.profile.enabled') == before
+
+
 def test_stats_command_prints_json(tmp_path, capsys, water_record):
     import json
     from pyscf_mlguess.cli import main
