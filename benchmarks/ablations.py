@@ -172,25 +172,25 @@ def train_variant(name, kwargs, cpu_minutes, max_train, cache, bf16=False, share
         if plan.get('bf16', False) != bf16:
             raise SystemExit(f'{plan_path} was planned with bf16={plan.get("bf16", False)}; '
                              f'resume it with the same --cpu-bf16 setting')
-    elif shared is not None:
-        if shared.get('bf16', False) != bf16:
-            raise SystemExit(f'{name} would share the plan of {shared["shared_from"]}, planned '
-                             f'with bf16={shared.get("bf16", False)}; run the curve with the '
-                             f'same --cpu-bf16 setting')
-        plan = shared
-        out.mkdir(parents=True, exist_ok=True)
-        plan_path.write_text(json.dumps(plan, indent=1))
     else:
-        # calibrated in the precision the steps will run in: train declines bf16 on a CPU
-        # without native bfloat16, where emulated steps would price the budget some 40x short
-        per_step = cpu_seconds_per_step(kwargs, bf16=bf16 and cpu_has_native_bf16())
-        steps = max(STEPS_PER_EPOCH, int(cpu_minutes * 60 / per_step))
-        epochs = math.ceil(steps / STEPS_PER_EPOCH)
-        # epochs of equal length that add up to the budget's steps (not rounded up to whole
-        # epochs of STEPS_PER_EPOCH, which favours the costly variants)
-        plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes, 'epochs': epochs,
-                'steps_per_epoch': math.ceil(steps / epochs), 'threads': torch.get_num_threads(),
-                'bf16': bf16, 'bf16_native': cpu_has_native_bf16()}
+        if shared is not None:
+            if shared.get('bf16', False) != bf16:
+                raise SystemExit(f'{name} would share the plan of {shared["shared_from"]}, '
+                                 f'planned with bf16={shared.get("bf16", False)}; run the curve '
+                                 f'with the same --cpu-bf16 setting')
+            plan = shared
+        else:
+            # calibrated in the precision the steps will run in: train declines bf16 on a CPU
+            # without native bfloat16, where emulated steps would price the budget some 40x short
+            native = cpu_has_native_bf16()
+            per_step = cpu_seconds_per_step(kwargs, bf16=bf16 and native)
+            steps = max(STEPS_PER_EPOCH, int(cpu_minutes * 60 / per_step))
+            epochs = math.ceil(steps / STEPS_PER_EPOCH)
+            # epochs of equal length that add up to the budget's steps (not rounded up to whole
+            # epochs of STEPS_PER_EPOCH, which favours the costly variants)
+            plan = {'cpu_s_per_step': per_step, 'cpu_minutes': cpu_minutes, 'epochs': epochs,
+                    'steps_per_epoch': math.ceil(steps / epochs),
+                    'threads': torch.get_num_threads(), 'bf16': bf16, 'bf16_native': native}
         out.mkdir(parents=True, exist_ok=True)
         plan_path.write_text(json.dumps(plan, indent=1))
     kwargs = dict({'batch': BATCH, 'patch': PATCH}, **kwargs)
