@@ -243,9 +243,9 @@ def markdown(title, rows, notes=()):
     return '\n'.join(lines) + '\n'
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def common_arguments(parser):
+    """The weights, the validation and training folders, and how many samples are measured
+    (also ``error_scales.py``'s)."""
     parser.add_argument('--weights', default='pbe-0.4')
     parser.add_argument('--valid', nargs='+', default=[str(DATA / 'pbe_def2svp' / 'valid'),
                                                        str(DATA / 'pbe_def2svp_derived' /
@@ -255,6 +255,12 @@ def main(argv=None):
                                  str(DATA / 'pbe_def2svp_derived' / 'train')])
     parser.add_argument('--n', type=int, default=12, help='validation samples per folder')
     parser.add_argument('--cycles', type=int, default=0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    common_arguments(parser)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument('--radii', help='r1:rc pairs (Bohr) of exact terms, comma-separated')
     mode.add_argument('--train', type=int, help='training samples per folder for the fits')

@@ -88,7 +88,8 @@ def _train(args):
                     loader_workers=args.loader_workers, guess_valid=args.guess_valid,
                     folder_weights=_floats(args.folder_weights, '--folder-weights'),
                     cpu_bf16=args.cpu_bf16, valid_every=args.valid_every,
-                    ema_decay=args.ema_decay, near_nucleus=_near_nucleus_table(args))
+                    ema_decay=args.ema_decay, near_nucleus=_near_nucleus_table(args),
+                    smooth_loss=_floats(args.smooth_loss, '--smooth-loss'))
     print(json.dumps(history[-1] if history else {}, indent=1))
 
 
@@ -212,6 +213,9 @@ def build_parser():
                    help='input voxels of context around each patch, outside the loss')
     t.add_argument('--coulomb-weight', type=float, default=0.0,
                    help='weight of the Coulomb error term in the loss (0: NMAE alone)')
+    t.add_argument('--smooth-loss', default=None, metavar='SIGMA,WEIGHT',
+                   help='add WEIGHT times the NMAE of the error blurred by a Gaussian of SIGMA '
+                   'Bohr to the loss (the scales the projection passes; e.g. 0.5,3)')
     t.add_argument('--max-train', type=int, default=None,
                    help='first N training samples only (learning curves)')
     t.add_argument('--folder-weights', default=None,

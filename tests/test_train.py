@@ -7,8 +7,8 @@ import torch
 
 from pyscf_mlguess import model
 from pyscf_mlguess.data import generate, qm9, store
-from pyscf_mlguess.train.loop import (coulomb_error, coulomb_error_numpy, lr_factor,
-                                      random_patch, train)
+from pyscf_mlguess.train.loop import (coulomb_error, coulomb_error_numpy, gaussian_blur,
+                                      lr_factor, patch_loss, random_patch, train)
 
 ARCH = dict(channels=4, blocks=1, up_channels=2)
 SMALL = dict(arch=ARCH, steps_per_epoch=3, batch=2, patch=8, warmup=2, margin=3.0,
@@ -210,6 +210,53 @@ def test_coulomb_error_has_gradients():
     e = torch.randn(6, 7, 8, requires_grad=True)
     coulomb_error(e, 0.2).backward()
     assert e.grad is not None and float(e.grad.abs().sum()) > 0
+
+
+def test_gaussian_blur_is_scipys_and_keeps_the_charge_inside():
+    from scipy.ndimage import gaussian_filter
+    e = torch.randn(9, 10, 11, dtype=torch.float64)
+    blurred = gaussian_blur(e, 1.7)
+    assert torch.allclose(blurred, torch.from_numpy(gaussian_filter(e.numpy(), 1.7,
+                                                                    mode='constant')))
+    # a point charge in the middle: its charge stays, its peak spreads
+    point = torch.zeros(21, 21, 21, dtype=torch.float64)
+    point[10, 10, 10] = 1.0
+    spread = gaussian_blur(point, 1.5)
+    assert float(spread.sum()) == pytest.approx(1.0, rel=1e-9)
+    assert float(spread.max()) == pytest.approx((2 * torch.pi * 1.5**2) ** -1.5, rel=0.02)
+
+
+def test_smooth_loss_weighs_broad_errors_above_fine_ones():
+    # equal NMAE, one error alternating voxel by voxel, one a broad blob: the blurred term
+    # (sigma 2 voxels) all but ignores the first and keeps most of the second
+    n, h = 16, 0.3
+    idx = torch.arange(n)
+    fine = ((idx[:, None, None] + idx[None, :, None] + idx[None, None, :]) % 2 * 2 - 1) * 1e-3
+    x = (idx - 7.5) * h
+    blob = torch.exp(-(x[:, None, None]**2 + x[None, :, None]**2 + x[None, None, :]**2) / 2)
+    broad = blob * fine.abs().sum() / blob.sum()
+    item = {'inner': (slice(None),) * 3, 'y': torch.zeros(1, 1, n, n, n),
+            'voxel_volume': h**3, 'n_electrons': 10.0}
+    plain = [float(patch_loss(e[None, None].float(), item, h, 0.0, {})) for e in (fine, broad)]
+    smooth = [float(patch_loss(e[None, None].float(), item, h, 0.0, {}, smooth=(0.6, 1.0)))
+              for e in (fine, broad)]
+    assert plain[0] == pytest.approx(plain[1], rel=1e-5)
+    assert smooth[0] - plain[0] < 0.05 * plain[0]
+    assert smooth[1] - plain[1] > 0.8 * plain[1]
+
+
+def test_smooth_loss_run_records_it_and_refuses_a_changed_resume(water_set, tmp_path):
+    folder, cache = water_set
+    params = dict(SMALL, smooth_loss=(0.5, 2.0), max_train=1, loader_workers=0)
+    train([folder], [folder], str(tmp_path), epochs=1, cache_dir=cache, **params)
+    meta = model.load_weights(tmp_path / 'weights.pt')[1]
+    assert json.loads(meta['recipe'])['smooth_loss'] == [0.5, 2.0]
+    with pytest.raises(ValueError, match='smooth_loss'):
+        train([folder], [folder], str(tmp_path), epochs=2, cache_dir=cache,
+              **dict(params, smooth_loss=(1.0, 2.0)))
+    with pytest.raises(ValueError, match='both > 0'):
+        train([folder], [folder], str(tmp_path / 'bad'), epochs=1, cache_dir=cache,
+              **dict(params, smooth_loss=(0.5,)))
 
 
 def test_random_patch_with_context_keeps_the_target_in_the_middle():

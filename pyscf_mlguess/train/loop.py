@@ -12,8 +12,11 @@ patch enters the loss.  The loss is the normalised mean absolute error of the to
 (the SAD part cancels in the difference), plus, with ``coulomb_weight`` > 0, that weight times
 the Coulomb error sqrt(2 E_H[error] / N_electrons) (the Hartree energy of the error, by FFT on the
 patch: J, which the projection builds from the density, sees large-scale charge displacement
-that NMAE weighs like any other error), summed over the patches of a step.  Validation runs the
-whole boxes and reports both.
+that NMAE weighs like any other error), plus, with ``smooth_loss`` = (sigma, weight), weight
+times the NMAE of the error blurred by a Gaussian of sigma Bohr (the projection passes the
+network's error on scales of a Bohr or so and drops most of what lies below half a Bohr;
+docs/training.md, "Length scales of the network's error"), summed over the patches of a
+step.  Validation runs the whole boxes and reports both.
 
 What a step draws (molecules, symmetries, patches) is a pure function of the seed, the rank and
 the step number (:class:`StepPatches`), so ``loader_workers`` DataLoader processes build and
@@ -90,6 +93,22 @@ def coulomb_error(error, spacing, spectra=None):
     v = torch.fft.irfftn(torch.fft.rfftn(e, s=padded) * spec, s=padded)
     v = v[:shape[0], :shape[1], :shape[2]] * spacing**3
     return (e * v).sum().clamp(min=0).mul(spacing**3).sqrt()
+
+
+def gaussian_blur(x, sigma, truncate=4.0):
+    """A (D, H, W) tensor ``x`` convolved with a normalised Gaussian of ``sigma`` voxels along
+    each axis, zero outside the box, differentiable: three 1D convolutions, the kernel cut at
+    ``truncate`` sigma (as ``scipy.ndimage.gaussian_filter(mode='constant')``)."""
+    radius = int(truncate * sigma + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (t / sigma)**2)
+    kernel = kernel / kernel.sum()
+    y = x[None, None]
+    for axis in range(3):
+        shape, pad = [1, 1, 1, 1, 1], [0, 0, 0]
+        shape[2 + axis], pad[axis] = kernel.numel(), radius
+        y = nn.functional.conv3d(y, kernel.view(shape), padding=tuple(pad))
+    return y[0, 0]
 
 
 def coulomb_error_numpy(error, spacing):
@@ -248,15 +267,21 @@ def _validate(model, valid_set, device, guess_valid):
     return out
 
 
-def patch_loss(pred, item, spacing, coulomb_weight, spectra, device=None):
+def patch_loss(pred, item, spacing, coulomb_weight, spectra, device=None, smooth=None):
     """The training loss of one patch (module docstring): NMAE of the central patch of
-    ``pred`` plus ``coulomb_weight`` times its Coulomb error per sqrt(electron)."""
+    ``pred`` plus ``coulomb_weight`` times its Coulomb error per sqrt(electron), plus, with
+    ``smooth`` = (sigma, weight), weight times the NMAE of the error blurred by a Gaussian of
+    sigma Bohr (:func:`gaussian_blur`)."""
     pred = pred[(Ellipsis,) + item['inner']].float()
     y = item['y'] if device is None else item['y'].to(device)
     loss = nmae(pred, y, item['voxel_volume'], item['n_electrons'])
     if coulomb_weight:
         loss = loss + coulomb_weight * coulomb_error(
             (pred - y)[0, 0], spacing, spectra) / item['n_electrons']**0.5
+    if smooth is not None:
+        sigma, weight = smooth
+        blurred = gaussian_blur((pred - y)[0, 0], sigma / spacing)
+        loss = loss + weight * blurred.abs().sum() * item['voxel_volume'] / item['n_electrons']
     return loss
 
 
@@ -302,7 +327,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
           init_weights=None, sitting_epochs=None, max_minutes=None, context=0,
           coulomb_weight=0.0, max_train=None, loader_workers=1, guess_valid=0,
           folder_weights=None, cpu_bf16=False, valid_every=1, ema_decay=None,
-          near_nucleus=None):
+          near_nucleus=None, smooth_loss=None):
     """Train (or resume, when ``out`` holds a checkpoint) and write ``out/weights.pt``.
 
     The schedule spans ``epochs``; one call (a "sitting") stops early after ``sitting_epochs``
@@ -338,6 +363,8 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     ``near_nucleus`` (a table of :func:`pyscf_mlguess.train.near_nucleus.mean_profiles`; by
     default the ``init_weights``' own, if any) makes the targets delta_rho less those
     near-nucleus terms; the weights carry the table, and their predictor adds the terms back.
+    ``smooth_loss`` (sigma in Bohr, weight) adds the blurred-error term of the module
+    docstring; part of the recipe.
 
     Returns the history: one dict per epoch with the training loss and validation NMAE.
     """
@@ -398,6 +425,11 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
     if near_nucleus:                               # likewise; the table, by its content
         recipe['near_nucleus'] = hashlib.sha256(
             json.dumps(near_nucleus, sort_keys=True).encode()).hexdigest()[:16]
+    if smooth_loss is not None:                    # likewise
+        values = [float(v) for v in smooth_loss]
+        if len(values) != 2 or min(values) <= 0:
+            raise ValueError(f'smooth_loss {smooth_loss}: (sigma in Bohr, weight), both > 0')
+        smooth_loss = recipe['smooth_loss'] = values
     if ema_decay is not None:                      # likewise
         if not 0 < ema_decay < 1:
             raise ValueError(f'ema_decay {ema_decay}: a decay per step in (0, 1)')
@@ -465,7 +497,7 @@ def train(train_folders, valid_folders, out, arch=None, epochs=10, steps_per_epo
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     pred = net(item['x'].to(device), item['electrons'])
                 loss = patch_loss(pred, item, train_set.spacing, coulomb_weight, spectra,
-                                  device) / batch
+                                  device, smooth_loss) / batch
                 loss.backward()
                 loss_sum += float(loss.detach())
             opt.step()
