@@ -102,6 +102,11 @@ VARIANTS = {
     'recipe-deep': ('the recipe above with 8 residual blocks',
                     dict(arch=dict(BASE, blocks=8, upsample=1, elements=ELEMENTS),
                          spacing=0.3, context=8, coulomb_weight=1.0)),
+    # The loss on what the projection passes: the network's error above about half a Bohr
+    # carries the guess's error, below it hardly any (benchmarks/error_scales.py).
+    'recipe-smooth': ('the recipe above with 3 x the NMAE of the error blurred at 0.5 Bohr',
+                      dict(arch=dict(BASE, upsample=1, elements=ELEMENTS), spacing=0.3,
+                           context=8, coulomb_weight=1.0, smooth_loss=(0.5, 3.0))),
     # Patches of 24 voxels with 8 of context compute 40^3 inputs for 24^3 targets; a whole
     # box (one molecule per step, about the cost of the 4 patches) wastes none of it.
     'whole-box': ('the recipe above trained on whole boxes, one molecule per step',
