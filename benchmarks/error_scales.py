@@ -29,7 +29,6 @@ samples only; the profiles are fitted on training samples.  Writes
 """
 
 import argparse
-import json
 import pathlib
 
 import near_nucleus
@@ -71,38 +70,20 @@ def main(argv=None):
     parser.add_argument('--sigmas', default=','.join(f'{s:g}' for s in SIGMAS),
                         help='Gaussian widths (Bohr), comma-separated')
     args = parser.parse_args(argv)
-    from pyscf import dft, gto, lib
-    from pyscf_mlguess.data import store
-    from pyscf_mlguess.model import load_predictor
+    from pyscf import lib
     lib.num_threads(1)
     sigmas = [float(s) for s in args.sigmas.split(',')]
-    network = load_predictor(dft.RKS(gto.M(atom='H 0 0 0; H 0 0 0.74', verbose=0), xc='pbe'),
-                             args.weights)
-    records = []
-    for folder in args.train_folders:
-        records += list(store.iter_records(folder))[:args.train]
+    network = near_nucleus.load_network(args.weights)
+    records = near_nucleus.training_records(args.train_folders, args.train)
     fit = near_nucleus.fit_profiles(records, network, args.rc / 2, args.rc, neutral=True)
     name = pathlib.Path(args.weights).name.removesuffix('.pt')
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f'{name}.jsonl'
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    done = {(r['folder'], r['key']) for r in rows}
 
     def make(mol, dm_ref, delta_dm, base):
         return variants(mol, dm_ref, delta_dm, base, fit, args.rc, sigmas)
 
-    from tqdm import tqdm
-    for folder in args.valid:
-        label = pathlib.Path(folder).parent.name
-        valid = list(store.iter_records(folder))[:args.n]
-        for i, record in enumerate(tqdm(valid, desc=label)):
-            if (label, record['key']) in done:
-                continue
-            row = near_nucleus.measure(record, network, i < args.cycles, make)
-            row['folder'] = label
-            rows.append(row)
-            with path.open('a') as f:
-                f.write(json.dumps(row) + '\n')
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = near_nucleus.measure_folders(args.valid, args.n, args.cycles, network, make,
+                                        RESULTS / f'{name}.jsonl')
     notes = [f'`{name}`; the base: the exact smooth rest + mean near-nucleus profiles from '
              f'{len(records)} training samples (rc = {args.rc:g} Bohr, terms without charge); '
              f'the network\'s error kept beyond rc. `low_s` / `high_s`: its scales above / '

@@ -243,6 +243,41 @@ def markdown(title, rows, notes=()):
     return '\n'.join(lines) + '\n'
 
 
+def load_network(weights):
+    """The predictor of ``weights`` with its own box (input spacing, margin, output
+    resolution), for a PBE calculation."""
+    from pyscf import dft, gto
+    from pyscf_mlguess.model import load_predictor
+    return load_predictor(dft.RKS(gto.M(atom='H 0 0 0; H 0 0 0.74', verbose=0), xc='pbe'),
+                          weights)
+
+
+def training_records(folders, n):
+    """The first ``n`` records of each training folder."""
+    from pyscf_mlguess.data import store
+    return [r for folder in folders for r in list(store.iter_records(folder))[:n]]
+
+
+def measure_folders(folders, n, cycles, network, make_variants, path):
+    """:func:`measure` on the first ``n`` samples of each validation folder (SCF cycles on
+    the first ``cycles``), each row appended to the JSON-lines file ``path`` and printed; rows
+    already there are kept, not measured again.  Returns all rows."""
+    from pyscf_mlguess.data import store
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    done = {(r['folder'], r['key']) for r in rows}
+    for folder in folders:
+        label = pathlib.Path(folder).parent.name
+        for i, record in enumerate(list(store.iter_records(folder))[:n]):
+            if (label, record['key']) in done:
+                continue
+            row = dict(measure(record, network, i < cycles, make_variants), folder=label)
+            rows.append(row)
+            with open(path, 'a') as f:
+                print(json.dumps(row), file=f)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def common_arguments(parser):
     """The weights, the validation and training folders, and how many samples are measured
     (also ``error_scales.py``'s)."""
@@ -268,13 +303,9 @@ def main(argv=None):
     parser.add_argument('--neutral', action='store_true',
                         help='with --train: terms without charge (spherical_profiles)')
     args = parser.parse_args(argv)
-    from pyscf import dft, gto, lib
-    from pyscf_mlguess.data import store
-    from pyscf_mlguess.model import load_predictor
+    from pyscf import lib
     lib.num_threads(1)
-    # the weights' own box (input spacing, margin, output resolution), for a PBE calculation
-    network = load_predictor(dft.RKS(gto.M(atom='H 0 0 0; H 0 0 0.74', verbose=0), xc='pbe'),
-                             args.weights)
+    network = load_network(args.weights)
     name = pathlib.Path(args.weights).name.removesuffix('.pt')
     if args.radii:
         radii = [tuple(float(x) for x in pair.split(':')) for pair in args.radii.split(',')]
@@ -284,9 +315,7 @@ def main(argv=None):
         def make(mol, dm_ref, delta_dm, base):
             return variants_radii(mol, dm_ref, delta_dm, base, network, radii)
     else:
-        records = []
-        for folder in args.train_folders:
-            records += [r for r in store.iter_records(folder)][:args.train]
+        records = training_records(args.train_folders, args.train)
         fit = fit_profiles(records, network, args.rc / 2, args.rc, args.neutral)
         stem = f'{name}-train{args.train}' + ('-neutral' if args.neutral else '')
         charge = ', terms without charge' if args.neutral else ''
@@ -298,20 +327,8 @@ def main(argv=None):
         def make(mol, dm_ref, delta_dm, base):
             return variants_fit(mol, dm_ref, delta_dm, base, fit, args.rc, args.neutral)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f'{stem}.jsonl'
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    done = {(r['folder'], r['key']) for r in rows}
-    for folder in args.valid:
-        label = pathlib.Path(folder).parent.name
-        records = [r for r in store.iter_records(folder)][:args.n]
-        for i, record in enumerate(records):
-            if (label, record['key']) in done:
-                continue
-            row = dict(measure(record, network, i < args.cycles, make), folder=label)
-            rows.append(row)
-            with open(path, 'a') as f:
-                print(json.dumps(row), file=f)
-            print(json.dumps(row), flush=True)
+    rows = measure_folders(args.valid, args.n, args.cycles, network, make,
+                           RESULTS / f'{stem}.jsonl')
     text = markdown(f'Near-nucleus atom terms ({name})', rows, notes)
     (RESULTS / f'{stem}.md').write_text(text)
     print(text)

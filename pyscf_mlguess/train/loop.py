@@ -275,13 +275,14 @@ def patch_loss(pred, item, spacing, coulomb_weight, spectra, device=None, smooth
     pred = pred[(Ellipsis,) + item['inner']].float()
     y = item['y'] if device is None else item['y'].to(device)
     loss = nmae(pred, y, item['voxel_volume'], item['n_electrons'])
+    error = (pred - y)[0, 0]
     if coulomb_weight:
         loss = loss + coulomb_weight * coulomb_error(
-            (pred - y)[0, 0], spacing, spectra) / item['n_electrons']**0.5
+            error, spacing, spectra) / item['n_electrons']**0.5
     if smooth is not None:
         sigma, weight = smooth
-        blurred = gaussian_blur((pred - y)[0, 0], sigma / spacing)
-        loss = loss + weight * blurred.abs().sum() * item['voxel_volume'] / item['n_electrons']
+        blurred = gaussian_blur(error, sigma / spacing)
+        loss = loss + weight * nmae(blurred, 0.0, item['voxel_volume'], item['n_electrons'])
     return loss
 
 
