@@ -67,6 +67,7 @@ RUNS = ROOT / 'runs' / 'ablations'
 DATA = ROOT / 'data' / 'pbe_def2svp'
 
 BASE = dict(channels=16, blocks=4)
+FIRST_CURVE_MINUTES = 15        # the budget of the first learning curve, run `<variant>-n<N>`
 ELEMENTS = ['H', 'C', 'N', 'O', 'F']
 #: name -> (what it tests, train() keyword arguments); ``arch`` extends the default network.
 VARIANTS = {
@@ -415,8 +416,11 @@ def main():
     results = json.loads(path.read_text()) if path.exists() else {}
     jobs = []                                      # (run name, variant, max_train)
     if args.learning_curve:
-        jobs = [(f'{args.curve_variant}-{args.cpu_minutes:g}min-n{int(n)}', args.curve_variant,
-                 int(n)) for n in args.learning_curve.split(',')]
+        # the first curve's points (15 minutes) are named without the budget, so that a later N
+        # at that budget finds their plan (curve_plan) and runs their step count
+        budget = '' if args.cpu_minutes == FIRST_CURVE_MINUTES else f'-{args.cpu_minutes:g}min'
+        jobs = [(f'{args.curve_variant}{budget}-n{int(n)}', args.curve_variant, int(n))
+                for n in args.learning_curve.split(',')]
     elif not args.report_only and not args.shipped:
         suffix = '-bf16' if args.cpu_bf16 else ''
         jobs = [(name + suffix, name, args.max_train) for name in args.variants.split(',')]
