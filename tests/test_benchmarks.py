@@ -705,3 +705,46 @@ def test_symmetry_average_turns_each_answer_back():
     again.count = 48
     numpy.testing.assert_allclose(again(mol, grid, turned).values,
                                   apply_cube_symmetry(full, [0, 1, 2], [0, 1, 2]), atol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def ablations():
+    spec = importlib.util.spec_from_file_location('ablations',
+                                                  ROOT / 'benchmarks' / 'ablations.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_learning_curve_points_share_their_budgets_first_plan(ablations, tmp_path, monkeypatch):
+    monkeypatch.setattr(ablations, 'RUNS', tmp_path)
+    for name, steps in (('v-n200', 1089), ('v-n100', 950), ('v-60min-n150', 3267)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'plan.json').write_text(json.dumps({'epochs': 1, 'steps': steps}))
+    assert ablations.curve_plan('v-n1500') == {'epochs': 1, 'steps': 950,
+                                               'shared_from': 'v-n100'}
+    assert ablations.curve_plan('v-60min-n3000')['shared_from'] == 'v-60min-n150'
+    assert ablations.curve_plan('v-30min-n500') is None         # a new budget calibrates
+
+
+def test_learning_curves_are_grouped_by_budget_and_fitted(ablations):
+    def run(variant, minutes, n, guess):
+        return {'variant': variant, 'plan': {'cpu_minutes': minutes, 'epochs': 2,
+                                             'steps_per_epoch': 50},
+                'history': [{'train_samples': n}],
+                'rows': [{'guess_nmae': guess, 'box_nmae': 4 * guess}, {'box_nmae': 4 * guess}]}
+    results = {'v': run('v', 15, 351, 0.012), 'v-n100': run('v', 15, 100, 0.016),
+               'v-n1000': run('v', 15, 1000, 0.008), 'v-60min-n150': run('v', 60, 150, 0.01),
+               'w': run('w', 15, 351, 0.02)}
+    assert ablations.is_curve_run('v-n100', results['v-n100'])
+    assert not ablations.is_curve_run('v', results['v'])
+    assert not ablations.is_curve_run('v-bf16', dict(results['v'], variant='v'))
+    curves = ablations.curve_points(results)
+    assert list(curves) == [('v', 15), ('v', 60)]             # 'w' has no curve runs
+    assert [p[0] for p in curves[('v', 15)]] == [100, 351, 1000]
+    assert curves[('v', 15)][0] == (100, 0.016, 0.064, 100)
+    slope, pre = ablations.power_law(curves[('v', 15)], 1)
+    assert slope == pytest.approx(math.log(0.008 / 0.016) / math.log(10), abs=0.02)
+    text = '\n'.join(ablations.curve_report(results))
+    assert 'projected-guess NMAE ~ N^-0.30' in text
+    assert '60 CPU minutes' in text and text.count('~ N^') == 2  # one point at 60: no fit
