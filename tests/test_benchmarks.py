@@ -748,3 +748,18 @@ def test_learning_curves_are_grouped_by_budget_and_fitted(ablations):
     text = '\n'.join(ablations.curve_report(results))
     assert 'projected-guess NMAE ~ N^-0.30' in text
     assert '60 CPU minutes' in text and text.count('~ N^') == 2  # one point at 60: no fit
+
+
+def test_compute_curve_recovers_a_known_floor():
+    spec = importlib.util.spec_from_file_location('compute_curve',
+                                                  ROOT / 'benchmarks' / 'compute_curve.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    steps = [950, 1000, 3267, 12000, 32000, 40000]
+    points = [(s, module.saturating(s, 0.0045, 0.06, 0.35), '') for s in steps]
+    (floor, b, k), (pre, slope) = module.fit(points)
+    assert floor == pytest.approx(0.0045, rel=0.02) and k == pytest.approx(0.35, rel=0.05)
+    assert slope < 0
+    s_sat, s_power = module.steps_for(0.005, (floor, b, k), (pre, slope))
+    assert module.saturating(s_sat, floor, b, k) == pytest.approx(0.005)
+    assert module.steps_for(0.004, (floor, b, k), (pre, slope))[0] is None   # below the floor
