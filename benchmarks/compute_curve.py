@@ -85,13 +85,10 @@ def release_points():
     of the whole chain of runs behind it."""
     points = []
     for release, runs in RELEASES.items():
-        steps, last = 0, None
-        for run in runs:
-            epoch, per_epoch, history = _checkpoint(run)
-            steps += epoch * per_epoch
-        for entry in history:
-            entry = entry.get('valid_by_folder', {}).get(QM9_VALID, entry)
-            last = entry.get('valid_guess_nmae', last)
+        chain = [_checkpoint(run) for run in runs]
+        steps = sum(epoch * per_epoch for epoch, per_epoch, _ in chain)
+        scored = [entry.get('valid_by_folder', {}).get(QM9_VALID, entry) for entry in chain[-1][2]]
+        last = [entry['valid_guess_nmae'] for entry in scored if 'valid_guess_nmae' in entry][-1]
         points.append((steps, last, release))
     return points
 
