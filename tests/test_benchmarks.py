@@ -4,6 +4,7 @@ molecules and two guesses end to end, resume, bad input, the headline, Dask."""
 import importlib.util
 import json
 import math
+import os
 import pathlib
 
 import numpy
@@ -707,8 +708,10 @@ def test_symmetry_average_turns_each_answer_back():
                                   apply_cube_symmetry(full, [0, 1, 2], [0, 1, 2]), atol=1e-6)
 
 
-@pytest.fixture(scope='module')
-def ablations():
+@pytest.fixture
+def ablations(monkeypatch):
+    # the script sets PYSCF_MAX_MEMORY for its own process; keep it out of the test session's
+    monkeypatch.setenv('PYSCF_MAX_MEMORY', os.environ.get('PYSCF_MAX_MEMORY', '4000'))
     spec = importlib.util.spec_from_file_location('ablations',
                                                   ROOT / 'benchmarks' / 'ablations.py')
     module = importlib.util.module_from_spec(spec)
