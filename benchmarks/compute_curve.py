@@ -30,7 +30,6 @@ Writes ``benchmarks/results/compute_curve/compute_curve.{json,md,png}``.
 import json
 import math
 import pathlib
-import statistics
 
 import numpy
 import torch
@@ -54,20 +53,12 @@ RELEASES = {
 
 
 def ablation_points(path=ABLATIONS):
-    """[(steps, mean guess NMAE, label)] of the recipe's completed ablation runs."""
-    results = json.loads(path.read_text())
-    points = []
-    for name, res in results.items():
-        if res.get('variant') != VARIANT or not res.get('complete'):
-            continue
-        plan = res['plan']
-        guesses = [r['guess_nmae'] for r in res['rows'][:N_GUESS] if 'guess_nmae' in r]
-        if len(guesses) == N_GUESS:
-            points.append((plan['epochs'] * plan.get('steps_per_epoch', 100),
-                           statistics.mean(guesses),
-                           f"{plan['cpu_minutes']:g} CPU min, N = "
-                           f"{res['history'][-1]['train_samples']}"))
-    return sorted(points)
+    """[(steps, mean guess NMAE, label)] of the recipe's completed learning-curve runs."""
+    from ablations import curve_points                  # the sibling script's own reading
+    results = {k: v for k, v in json.loads(path.read_text()).items() if v.get('complete')}
+    return sorted((steps, guess, f'{minutes:g} CPU min, N = {n}')
+                  for (variant, minutes), pts in curve_points(results).items()
+                  if variant == VARIANT for n, guess, _, steps in pts)
 
 
 def _checkpoint(run):
