@@ -1,6 +1,7 @@
 """Training: progress on a tiny set, exact resume from a checkpoint, weights file out."""
 
 import json
+import pathlib
 
 import pytest
 import torch
@@ -428,6 +429,38 @@ def test_release_measures_and_writes_the_hash_line(water_set, tmp_path):
                (out.parent / 'SHA256SUMS').read_text().splitlines()) == 1
     rows = json.loads((tmp_path / 'weights' / 'pbe.test.json').read_text())['rows']
     assert set(rows[0]['mlsr_timings']) == {'grid', 'model', 'projection', 'total'}
+
+
+def test_the_test_split_benchmark_measures_as_a_release_does_and_resumes(water_set, tmp_path,
+                                                                          monkeypatch):
+    import importlib.util
+    from pyscf_mlguess.train import release as release_module
+    spec = importlib.util.spec_from_file_location(
+        'test_split', pathlib.Path(__file__).parents[1] / 'benchmarks' / 'test_split.py')
+    split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split)
+    folder, cache = water_set
+    run = tmp_path / 'run'
+    train([folder], [folder], str(run), epochs=1, cache_dir=cache, **SMALL)
+    weights = str(run / 'weights.pt')
+    released = release_module.release(weights, [folder], str(tmp_path / 'w' / 'pbe.pt'),
+                                       progress=False)
+    out = tmp_path / 'results'
+    data = split.measure(weights, [folder], out, progress=False)
+    for key in ('nmae_sad', 'nmae_minao', 'nmae_model', 'nmae_mlsr_guess'):
+        assert data['summary'][key] == pytest.approx(released[key], rel=1e-6)
+    assert data['box']['nmae_model'] == pytest.approx(released['box_nmae_model'], rel=1e-6)
+    text = (out / 'weights.md').read_text()
+    assert f'{100 * released["nmae_mlsr_guess"]:.2f} %' in text and '1 samples' in text
+    # a second run measures nothing again; other weights are refused, naming both files
+    monkeypatch.setattr(release_module, 'measure_sample', lambda *a: pytest.fail('re-measured'))
+    assert split.measure(weights, [folder], out, progress=False)['rows'] == data['rows']
+    other = tmp_path / 'other' / 'weights.pt'
+    other.parent.mkdir()
+    other.write_bytes(pathlib.Path(weights).read_bytes() + b'x')
+    with pytest.raises(SystemExit, match='measured with weights.pt .* use another --out'):
+        split.measure(str(other), [folder], out, progress=False)
+    assert split.main(['--weights', weights, '--out', str(out), '--report-only']) == 0
 
 
 def test_release_for_another_functional(water_set, tmp_path, monkeypatch):

@@ -34,6 +34,8 @@ from pyscf_mlguess.data.dataset import DensityDataset, molecule_of
 from pyscf_mlguess.model import CNNPredictor, load_weights, save_weights, sha256_of
 
 SUMS = 'SHA256SUMS'
+# the densities measure_sample scores, in the order of the tables
+DENSITIES = ('sad', 'minao', 'model', 'mlsr_guess')
 
 
 def dataset_identity(folders):
@@ -65,6 +67,17 @@ def measure_sample(record, predictor):
             'model': density_nmae(mol, dm_sad, dm_ref, grids, density.field),
             'mlsr_guess': density_nmae(mol, dm_mlsr, dm_ref, grids),
             'mlsr_timings': mf.mlsr_timings}
+
+
+def summarise(rows):
+    """``samples`` and the mean and median of each density's NMAE over ``rows`` (the dicts of
+    :func:`measure_sample`): ``nmae_<density>`` and ``nmae_<density>_median``."""
+    summary = {'samples': len(rows)}
+    for k in DENSITIES:
+        values = [r[k] for r in rows]
+        summary[f'nmae_{k}'] = float(numpy.mean(values))
+        summary[f'nmae_{k}_median'] = float(numpy.median(values))
+    return summary
 
 
 def update_sums(folder, name, digest):
@@ -114,11 +127,7 @@ def release(weights, test_folders, out, max_samples=None, progress=True, xc=None
     rows = [measure_sample(rec, predictor)
             for rec in tqdm(test.records, desc='test samples', disable=not progress)]
     box_model, box_sad = evaluate(model, test, 'cpu')
-    summary = {'samples': len(rows), 'box_nmae_model': box_model, 'box_nmae_sad': box_sad}
-    for k in ('sad', 'minao', 'model', 'mlsr_guess'):
-        values = [r[k] for r in rows]
-        summary[f'nmae_{k}'] = float(numpy.mean(values))
-        summary[f'nmae_{k}_median'] = float(numpy.median(values))
+    summary = dict(summarise(rows), box_nmae_model=box_model, box_nmae_sad=box_sad)
     summary['folders'] = [str(f) for f in test_folders]
     # the training data's identity is fixed when weights are first released; a re-release
     # (the same tensors measured again) keeps it even if the folders have grown since
