@@ -45,10 +45,9 @@ def _write_json(path, data):
 def measure(weights, folders, out=RESULTS, max_samples=None, progress=True):
     """Measure ``weights`` on every converged sample of ``folders``; returns the JSON's dict."""
     from tqdm import tqdm
-    from pyscf_mlguess.data.dataset import DensityDataset
-    from pyscf_mlguess.model import CNNPredictor, load_weights, sha256_of
+    from pyscf_mlguess.model import sha256_of
     from pyscf_mlguess.train.loop import evaluate
-    from pyscf_mlguess.train.release import measure_sample, summarise
+    from pyscf_mlguess.train.release import load_test, measure_sample, summarise
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / (pathlib.Path(weights).stem + '.json')
@@ -63,14 +62,7 @@ def measure(weights, folders, out=RESULTS, max_samples=None, progress=True):
                              f'--out for other weights')
         if data['folders'] != [str(f) for f in folders]:
             raise SystemExit(f'{path} was measured on {data["folders"]}, not {list(folders)}')
-    model, meta = load_weights(weights)
-    predictor = CNNPredictor(model, meta, device='cpu')
-    test = DensityDataset(folders, meta['output_spacing'], meta['margin'], model.upsample,
-                          elements=model.input_elements)
-    if max_samples is not None:
-        test.keep_first(max_samples)
-    if not len(test):
-        raise SystemExit(f'no converged test samples in {list(folders)}')
+    model, _, predictor, test = load_test(weights, folders, max_samples)
     done = {r['key'] for r in data['rows']}
     for rec in tqdm(test.records, desc='test samples', disable=not progress):
         if rec['key'] not in done:

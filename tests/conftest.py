@@ -1,5 +1,8 @@
 """Shared fixtures and physical assertions (electron count, idempotency, same energy)."""
 
+import importlib.util
+import pathlib
+
 import numpy
 import pytest
 from pyscf import dft, gto
@@ -56,3 +59,12 @@ def assert_density_matrix(mf, dm, atol=1e-8):
 def assert_same_energy(mf, e_ref, tol=1e-6):
     assert mf.converged
     assert abs(mf.e_tot - e_ref) < tol
+
+
+def load_benchmark(name):
+    """The script ``benchmarks/<name>.py`` imported as a module (the folder is no package)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

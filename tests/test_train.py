@@ -6,6 +6,7 @@ import pathlib
 import pytest
 import torch
 
+from conftest import load_benchmark
 from pyscf_mlguess import model
 from pyscf_mlguess.data import generate, qm9, store
 from pyscf_mlguess.train.loop import (coulomb_error, coulomb_error_numpy, gaussian_blur,
@@ -433,12 +434,8 @@ def test_release_measures_and_writes_the_hash_line(water_set, tmp_path):
 
 def test_the_test_split_benchmark_measures_as_a_release_does_and_resumes(water_set, tmp_path,
                                                                           monkeypatch):
-    import importlib.util
     from pyscf_mlguess.train import release as release_module
-    spec = importlib.util.spec_from_file_location(
-        'test_split', pathlib.Path(__file__).parents[1] / 'benchmarks' / 'test_split.py')
-    split = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(split)
+    split = load_benchmark('test_split')
     folder, cache = water_set
     run = tmp_path / 'run'
     train([folder], [folder], str(run), epochs=1, cache_dir=cache, **SMALL)
@@ -504,12 +501,7 @@ def test_the_generalisation_gap_of_a_run(water_set, tmp_path):
     """benchmarks/training_curve.py --gap measures the final weights alike on training and
     validation samples: here the same molecule, so the same figures, and those of the last
     epoch's validation."""
-    import importlib.util
-    import pathlib
-    spec = importlib.util.spec_from_file_location(
-        'training_curve', pathlib.Path(__file__).parents[1] / 'benchmarks' / 'training_curve.py')
-    tc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tc)
+    tc = load_benchmark('training_curve')
     folder, cache = water_set
     run = tmp_path / 'run'
     last = train([folder], [folder], str(run), epochs=1, cache_dir=cache, loader_workers=0,

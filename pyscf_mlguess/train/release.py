@@ -69,6 +69,21 @@ def measure_sample(record, predictor):
             'mlsr_timings': mf.mlsr_timings}
 
 
+def load_test(weights, test_folders, max_samples=None):
+    """``(model, meta, predictor, dataset)``: the network of ``weights``, its metadata, a CPU
+    predictor of it and the converged samples of ``test_folders`` on its boxes (the first
+    ``max_samples``); a ValueError if there are none."""
+    model, meta = load_weights(weights)
+    predictor = CNNPredictor(model, meta, device='cpu')
+    test = DensityDataset(test_folders, meta['output_spacing'], meta['margin'], model.upsample,
+                          elements=model.input_elements)
+    if max_samples is not None:
+        test.keep_first(max_samples)
+    if not len(test):
+        raise ValueError(f'no converged test samples in {test_folders}')
+    return model, meta, predictor, test
+
+
 def summarise(rows):
     """``samples`` and the mean and median of each density's NMAE over ``rows`` (the dicts of
     :func:`measure_sample`): ``nmae_<density>`` and ``nmae_<density>_median``."""
@@ -114,14 +129,7 @@ def release(weights, test_folders, out, max_samples=None, progress=True, xc=None
     releases them for another functional (see the module docstring)."""
     from tqdm import tqdm
     from pyscf_mlguess.train.loop import evaluate
-    model, meta = load_weights(weights)
-    predictor = CNNPredictor(model, meta, device='cpu')
-    test = DensityDataset(test_folders, meta['output_spacing'], meta['margin'], model.upsample,
-                          elements=model.input_elements)
-    if max_samples is not None:
-        test.keep_first(max_samples)
-    if not len(test):
-        raise ValueError(f'no converged test samples in {test_folders}')
+    model, meta, predictor, test = load_test(weights, test_folders, max_samples)
     if xc is not None:
         meta = retarget_xc(meta, xc, test.records)
     rows = [measure_sample(rec, predictor)
