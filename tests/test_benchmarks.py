@@ -1,7 +1,6 @@
 """The benchmark (pyscf_mlguess.benchmark and its command line, benchmarks/run_scf.py): two
 molecules and two guesses end to end, resume, bad input, the headline, Dask."""
 
-import importlib.util
 import json
 import math
 import os
@@ -13,7 +12,7 @@ import pytest
 from pyscf_mlguess.benchmark import runner, summarize
 from pyscf_mlguess.benchmark.molecules import load_molecules
 
-from conftest import WATER
+from conftest import WATER, load_benchmark
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NH2 = 'N 0 0 0; H 0 0.94 0.33; H 0 -0.94 0.33'
@@ -21,10 +20,7 @@ NH2 = 'N 0 0 0; H 0 0.94 0.33; H 0 -0.94 0.33'
 
 @pytest.fixture(scope='module')
 def run_scf():
-    spec = importlib.util.spec_from_file_location('run_scf', ROOT / 'benchmarks' / 'run_scf.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('run_scf')
 
 
 def _xyz(folder, name, atoms, comment=''):
@@ -417,9 +413,7 @@ def test_the_setup_share_splits_scf_time_into_setup_and_cycles():
 
 
 def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
-    spec = importlib.util.spec_from_file_location('by_class', ROOT / 'benchmarks' / 'by_class.py')
-    by_class = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(by_class)
+    by_class = load_benchmark('by_class')
     run = {'run': 'r', 'converged': True, 'delta_e': 0.0, 'guess_s': 0.0, 'xc': 'pbe',
            'basis': 'def2-svp'}
     records = []
@@ -457,9 +451,7 @@ def test_by_class_splits_derived_molecules_by_their_rule(tmp_path):
 
 
 def test_by_class_filters_a_benchmark_set_by_its_elements():
-    spec = importlib.util.spec_from_file_location('by_class', ROOT / 'benchmarks' / 'by_class.py')
-    by_class = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(by_class)
+    by_class = load_benchmark('by_class')
     with_s_or_cl = by_class.set_with('drugs', ('S', 'Cl'))
     without = by_class.set_with('drugs', ('S', 'Cl'), present=False)
     assert with_s_or_cl('omeprazole') and with_s_or_cl('diclofenac')      # S; Cl
@@ -468,10 +460,7 @@ def test_by_class_filters_a_benchmark_set_by_its_elements():
 
 
 def test_compare_settings_counts_the_cycles_of_the_same_molecules(tmp_path):
-    spec = importlib.util.spec_from_file_location('compare_settings',
-                                                  ROOT / 'benchmarks' / 'compare_settings.py')
-    cs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cs)
+    cs = load_benchmark('compare_settings')
     run = {'converged': True, 'delta_e': 0.0, 'xc': 'pbe', 'basis': 'def2-svp'}
     cycles = {'base': {'a': (11, 8), 'b': (15, 12), 'c': (12, 9)},       # (minao, mlsr)
               'early': {'a': (11, 8), 'b': (15, 10), 'c': (13, 8), 'd': (9, 7)}}
@@ -495,10 +484,7 @@ def test_compare_settings_counts_the_cycles_of_the_same_molecules(tmp_path):
 
 
 def test_the_training_curve_recovers_a_power_law(tmp_path):
-    spec = importlib.util.spec_from_file_location('training_curve',
-                                                  ROOT / 'benchmarks' / 'training_curve.py')
-    tc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tc)
+    tc = load_benchmark('training_curve')
     steps_per_epoch = 100
     history = [{'epoch': e, 'valid_nmae': 0.1 * e**-0.5,
                 'valid_guess_nmae': None if e == 2 else 0.02 * e**-0.25} for e in range(1, 9)]
@@ -516,10 +502,7 @@ def test_the_training_curve_recovers_a_power_law(tmp_path):
 
 def test_the_resolution_floor_transplants_the_network_error_onto_the_fine_exact_density(
         water_pbe):
-    spec = importlib.util.spec_from_file_location('resolution_floor',
-                                                  ROOT / 'benchmarks' / 'resolution_floor.py')
-    floor = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(floor)
+    floor = load_benchmark('resolution_floor')
     import numpy
     from pyscf_mlguess.field import DensityField
     from pyscf_mlguess.grid import make_grid
@@ -555,10 +538,7 @@ def test_the_resolution_floor_transplants_the_network_error_onto_the_fine_exact_
 def test_near_nucleus_terms_split_a_field_exactly_and_a_fit_recovers_a_linear_law(
         water_pbe, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
-    spec = importlib.util.spec_from_file_location('near_nucleus',
-                                                  ROOT / 'benchmarks' / 'near_nucleus.py')
-    nn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nn)
+    nn = load_benchmark('near_nucleus')
     from pyscf_mlguess.grid import make_grid, sad_density_matrix
     from pyscf_mlguess.oracle import OraclePredictor
     mol, dm_ref, _ = water_pbe
@@ -597,9 +577,7 @@ def test_a_grid_samples_a_function_on_its_points_in_blocks():
 
 
 def test_the_oracle_records_cycles_and_the_start_density_error_of_each_guess():
-    spec = importlib.util.spec_from_file_location('oracle', ROOT / 'benchmarks' / 'oracle.py')
-    oracle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(oracle)
+    oracle = load_benchmark('oracle')
     rows = oracle.oracle_rows('water', {'atom': WATER, 'charge': 0, 'spin': 0}, 'pbe',
                               'def2-svp', [0.15, 0.3], 5.0, [1], ['lda_x'])
     by = {(r['guess'], r['spacing']): r for r in rows}
@@ -617,10 +595,7 @@ def test_the_oracle_records_cycles_and_the_start_density_error_of_each_guess():
 
 
 def test_the_first_step_study_takes_pyscfs_first_step_from_each_guess():
-    spec = importlib.util.spec_from_file_location('first_step',
-                                                  ROOT / 'benchmarks' / 'first_step.py')
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_benchmark('first_step')
     from pyscf import dft, gto
     mol = gto.M(atom=WATER, basis='def2-svp', verbose=0)
     mf = dft.RKS(mol, xc='pbe')
@@ -650,10 +625,7 @@ def test_the_first_step_study_takes_pyscfs_first_step_from_each_guess():
 
 def test_the_box_margin_study_shrinks_the_box_and_restores_the_trained_margin(water_record,
                                                                              tmp_path):
-    spec = importlib.util.spec_from_file_location('box_margin',
-                                                  ROOT / 'benchmarks' / 'box_margin.py')
-    bm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bm)
+    bm = load_benchmark('box_margin')
     from pyscf_mlguess.data import store
     from pyscf_mlguess.model import CNNPredictor, resolve_weights
     writer = store.ShardWriter(str(tmp_path), shard_size=10)     # the record as stored
@@ -679,10 +651,7 @@ def test_symmetry_average_turns_each_answer_back():
     from pyscf_mlguess import model
     from pyscf_mlguess.data.dataset import apply_cube_symmetry
     from pyscf_mlguess.grid import make_grid
-    spec = importlib.util.spec_from_file_location('symmetry_average',
-                                                  ROOT / 'benchmarks' / 'symmetry_average.py')
-    sym = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sym)
+    sym = load_benchmark('symmetry_average')
     assert len({(tuple(p), tuple(f)) for p, f in sym.SYMMETRIES}) == 48
     assert sym.SYMMETRIES[:2] == [([0, 1, 2], []), ([0, 1, 2], [0, 1, 2])]
     torch.manual_seed(0)
@@ -712,10 +681,7 @@ def test_symmetry_average_turns_each_answer_back():
 def ablations(monkeypatch):
     # the script sets PYSCF_MAX_MEMORY for its own process; keep it out of the test session's
     monkeypatch.setenv('PYSCF_MAX_MEMORY', os.environ.get('PYSCF_MAX_MEMORY', '4000'))
-    spec = importlib.util.spec_from_file_location('ablations',
-                                                  ROOT / 'benchmarks' / 'ablations.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark('ablations')
     return module
 
 
@@ -754,10 +720,7 @@ def test_learning_curves_are_grouped_by_budget_and_fitted(ablations):
 
 
 def test_compute_curve_recovers_a_known_floor():
-    spec = importlib.util.spec_from_file_location('compute_curve',
-                                                  ROOT / 'benchmarks' / 'compute_curve.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark('compute_curve')
     steps = [950, 1000, 3267, 12000, 32000, 40000]
     points = [(s, module.saturating(s, 0.0045, 0.06, 0.35), '') for s in steps]
     (floor, b, k), (pre, slope) = module.fit(points)
