@@ -15,10 +15,10 @@ and of SAD over the split, and writes
     <out>/<weights stem>.md     means, medians and quartiles; the share of samples at or below
                                 the 0.5 % guess target of issue 15; the largest guess errors
 
-``<out>`` is ``benchmarks/results/test_split``.  The JSON is rewritten after every sample and an
-interrupted run resumes from it; it resumes only with the weights file it was started with (the
-same SHA-256), other weights are refused with an error naming both.  ``--report-only``
-rewrites the Markdown from the JSON.
+``<out>`` is ``benchmarks/results/test_split`` unless ``--out`` says otherwise.  The JSON is
+rewritten after every sample and an interrupted run resumes from it; it resumes only with the
+weights file it was started with (the same SHA-256) and the same folders, and refuses others
+with an error naming both.  ``--report-only`` rewrites the Markdown from the JSON.
 """
 
 import argparse
