@@ -427,6 +427,8 @@ def main():
 
     mine = set()                   # the entries this process writes; others' are read back
 
+    from pyscf_mlguess.benchmark.runner import write_json
+
     def save():
         """Merge this process's entries into the results file under a lock, so that processes
         running disjoint variants (one per core) can share it."""
@@ -435,9 +437,7 @@ def main():
             on_disk = json.loads(path.read_text()) if path.exists() else {}
             on_disk.update({k: results[k] for k in mine if k in results})
             results.update({k: v for k, v in on_disk.items() if k not in mine})
-            tmp = path.with_suffix(f'.{os.getpid()}.tmp')
-            tmp.write_text(json.dumps(on_disk, indent=1))
-            os.replace(tmp, path)
+            write_json(path, on_disk)
 
     if args.shipped and not args.report_only and not results.get('shipped', {}).get('complete'):
         from pyscf_mlguess.model import shipped_version

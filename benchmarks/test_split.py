@@ -36,15 +36,10 @@ LABELS = {'sad': 'SAD density matrix', 'minao': 'minao guess',
           'model': 'model density (SAD + delta_rho)', 'mlsr_guess': "'mlsr' guess (projected)"}
 
 
-def _write_json(path, data):
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def measure(weights, folders, out=RESULTS, max_samples=None, progress=True):
     """Measure ``weights`` on every converged sample of ``folders``; returns the JSON's dict."""
     from tqdm import tqdm
+    from pyscf_mlguess.benchmark.runner import write_json
     from pyscf_mlguess.model import sha256_of
     from pyscf_mlguess.train.loop import evaluate
     from pyscf_mlguess.train.release import load_test, measure_sample, summarise
@@ -67,12 +62,12 @@ def measure(weights, folders, out=RESULTS, max_samples=None, progress=True):
     for rec in tqdm(test.records, desc='test samples', disable=not progress):
         if rec['key'] not in done:
             data['rows'].append(measure_sample(rec, predictor))
-            _write_json(path, data)
+            write_json(path, data)
     if 'box' not in data or data['box']['samples'] != len(test):
         box_model, box_sad = evaluate(model, test, 'cpu')
         data['box'] = {'samples': len(test), 'nmae_model': box_model, 'nmae_sad': box_sad}
     data['summary'] = summarise(data['rows'])
-    _write_json(path, data)
+    write_json(path, data)
     report(path)
     return data
 

@@ -219,9 +219,12 @@ def _check_settings(stored, wanted, path):
                          'use another --out, or the settings it was made with')
 
 
-def _save(path, info, records):
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(dict(info, records=records), indent=1))
+def write_json(path, data):
+    """Write `data` to `path` as indented JSON through a temporary file and ``os.replace``, so
+    that a run stopped mid-write leaves the previous file whole."""
+    path = pathlib.Path(path)
+    tmp = path.with_suffix(path.suffix + '.tmp')
+    tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
 
 
@@ -269,7 +272,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
             rec['run'] = run_id
         records.extend(recs)
         info['pending'] -= 1
-        _save(path, info, records)
+        write_json(path, dict(info, records=records))
         bar.update()
         bar.set_postfix_str(recs[0]['molecule'])
 
@@ -292,7 +295,7 @@ def run(molecules, xcs, bases, guesses, out, workers=1, scheduler=None, conv_tol
             cluster.close()
     bar.close()
     if not tasks:
-        _save(path, info, records)
+        write_json(path, dict(info, records=records))
     return records
 
 
