@@ -59,6 +59,7 @@ CLASSES = [
      set_with('drugs', ('S', 'Cl'))),
     ('drug-like, density fitting (in domain)', 'drugs-df-0.4-guess-diis',
      set_with('drugs', ('S', 'Cl'), present=False)),
+    ('drug-like, density fitting (in domain)', 'drugs-df-b3lyp-0.3-guess-diis'),
     ('drug-like with S or Cl, density fitting (in domain)', 'drugs-df-0.4'),
     ('drug-like, density fitting (in domain)', 'drugs-df'),
     ('closed shells with Si, P, S, Cl, B, Al, Li, Na, ...', 'by_class/main_group'),
